@@ -6,7 +6,9 @@
 package tools
 
 import (
+	_ "filippo.io/edwards25519"
 	_ "github.com/ThalesGroup/crypto11"
+	_ "github.com/decred/dcrd/dcrec/secp256k1/v4"
 	_ "github.com/miekg/pkcs11"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
