@@ -6,7 +6,6 @@ import (
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/vpc"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -306,21 +305,16 @@ func (c *Network) flowLogs(ctx *pulumi.Context, name string, args NetworkArgs) e
 	if err != nil {
 		return err
 	}
-	role, err := iam.NewRole(ctx, name+"-flow-logs-role", &iam.RoleArgs{
-		Description:      pulumi.String("Lets VPC Flow Logs write to the stack's flow log group"),
-		AssumeRolePolicy: assumeRolePolicy(ServicePrincipal("vpc-flow-logs.amazonaws.com"), sourceAccount(args.Account)),
-	}, child(c)...)
-	if err != nil {
-		return err
-	}
-	if _, err := iam.NewRolePolicy(ctx, name+"-flow-logs-policy", &iam.RolePolicyArgs{
-		Role: role.ID(),
-		Policy: policyJSON(func(v []string) PolicyDocument {
+	role, err := newRoleWithPolicy(ctx, name+"-flow-logs", c, roleSpec{
+		description: "Lets VPC Flow Logs write to the stack's flow log group",
+		trust:       assumeRolePolicy(ServicePrincipal("vpc-flow-logs.amazonaws.com"), sourceAccount(args.Account)),
+		policy: policyJSON(func(v []string) PolicyDocument {
 			return NewPolicy(Allow("WriteFlowLogs",
 				[]string{"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups", "logs:DescribeLogStreams"},
 				v[0], v[0]+":*"))
 		}, c.FlowLogGroup.Arn),
-	}, child(c)...); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	_, err = ec2.NewFlowLog(ctx, name+"-flow-log", &ec2.FlowLogArgs{
