@@ -22,7 +22,11 @@
  * C_Decrypt, C_GenerateRandom, C_GenerateKey, C_GenerateKeyPair and
  * C_FindObjects. A length query (NULL output buffer) is not a crypto call: it
  * gets neither latency nor a busy failure, so one signature made the usual
- * way (query, then sign) costs one latency and consumes one busy unit.
+ * way (query, then sign) costs one latency and consumes one busy unit. A busy
+ * failure of a call that ends an operation (sign, verify, encrypt, decrypt)
+ * still runs it in the target, discarding the result, so the operation ends as
+ * PKCS#11 requires. "down" does not end operations: as after a real outage,
+ * clients must finalize and initialize again.
  *
  * Each copy of this library under another file name is loaded separately by
  * dlopen and keeps its own state: one copy per simulated cluster.
@@ -53,7 +57,9 @@ typedef struct { unsigned char major, minor; } CK_VERSION;
 #define EXPORT __attribute__((visibility("default")))
 
 /* Every function of CK_FUNCTION_LIST after C_GetFunctionList, in order:
- * X(name, is_crypto, parameters, arguments, is_real_call). */
+ * X(name, kind, parameters, arguments, is_real_call), where kind is 0 for
+ * other calls, 1 for crypto calls and 2 for crypto calls that end an
+ * operation (PKCS#11 ends it when they fail). */
 #define FUNCS(X) \
 	X(C_GetSlotList, 0, (CK_BBOOL a, P b, P c), (a, b, c), 1) \
 	X(C_GetSlotInfo, 0, (U a, P b), (a, b), 1) \
@@ -81,11 +87,11 @@ typedef struct { unsigned char major, minor; } CK_VERSION;
 	X(C_FindObjects, 1, (U a, P b, U c, P d), (a, b, c, d), 1) \
 	X(C_FindObjectsFinal, 0, (U a), (a), 1) \
 	X(C_EncryptInit, 0, (U a, P b, U c), (a, b, c), 1) \
-	X(C_Encrypt, 1, (U a, P b, U c, P d, P e), (a, b, c, d, e), d != NULL) \
+	X(C_Encrypt, 2, (U a, P b, U c, P d, P e), (a, b, c, d, e), d != NULL) \
 	X(C_EncryptUpdate, 0, (U a, P b, U c, P d, P e), (a, b, c, d, e), 1) \
 	X(C_EncryptFinal, 0, (U a, P b, P c), (a, b, c), 1) \
 	X(C_DecryptInit, 0, (U a, P b, U c), (a, b, c), 1) \
-	X(C_Decrypt, 1, (U a, P b, U c, P d, P e), (a, b, c, d, e), d != NULL) \
+	X(C_Decrypt, 2, (U a, P b, U c, P d, P e), (a, b, c, d, e), d != NULL) \
 	X(C_DecryptUpdate, 0, (U a, P b, U c, P d, P e), (a, b, c, d, e), 1) \
 	X(C_DecryptFinal, 0, (U a, P b, P c), (a, b, c), 1) \
 	X(C_DigestInit, 0, (U a, P b), (a, b), 1) \
@@ -94,13 +100,13 @@ typedef struct { unsigned char major, minor; } CK_VERSION;
 	X(C_DigestKey, 0, (U a, U b), (a, b), 1) \
 	X(C_DigestFinal, 0, (U a, P b, P c), (a, b, c), 1) \
 	X(C_SignInit, 0, (U a, P b, U c), (a, b, c), 1) \
-	X(C_Sign, 1, (U a, P b, U c, P d, P e), (a, b, c, d, e), d != NULL) \
-	X(C_SignUpdate, 1, (U a, P b, U c), (a, b, c), 1) \
-	X(C_SignFinal, 1, (U a, P b, P c), (a, b, c), b != NULL) \
+	X(C_Sign, 2, (U a, P b, U c, P d, P e), (a, b, c, d, e), d != NULL) \
+	X(C_SignUpdate, 2, (U a, P b, U c), (a, b, c), 1) \
+	X(C_SignFinal, 2, (U a, P b, P c), (a, b, c), b != NULL) \
 	X(C_SignRecoverInit, 0, (U a, P b, U c), (a, b, c), 1) \
 	X(C_SignRecover, 0, (U a, P b, U c, P d, P e), (a, b, c, d, e), 1) \
 	X(C_VerifyInit, 0, (U a, P b, U c), (a, b, c), 1) \
-	X(C_Verify, 1, (U a, P b, U c, P d, U e), (a, b, c, d, e), 1) \
+	X(C_Verify, 2, (U a, P b, U c, P d, U e), (a, b, c, d, e), 1) \
 	X(C_VerifyUpdate, 0, (U a, P b, U c), (a, b, c), 1) \
 	X(C_VerifyFinal, 0, (U a, P b, U c), (a, b, c), 1) \
 	X(C_VerifyRecoverInit, 0, (U a, P b, U c), (a, b, c), 1) \
@@ -121,7 +127,7 @@ typedef struct { unsigned char major, minor; } CK_VERSION;
 	X(C_WaitForSlotEvent, 0, (U a, P b, P c), (a, b, c), 1)
 
 typedef struct fl fl;
-#define FIELD(name, crypto, params, args, real) CK_RV (*name) params;
+#define FIELD(name, kind, params, args, real) CK_RV (*name) params;
 struct fl {
 	CK_VERSION version;
 	CK_RV (*C_Initialize)(P);
@@ -192,7 +198,7 @@ static void refresh(void) {
 }
 
 /* Applies the current mode to a call; returns CKR_OK to forward it. */
-static CK_RV fault(int crypto, int real) {
+static CK_RV fault(int kind, int real) {
 	for (;;) {
 		pthread_mutex_lock(&mu);
 		refresh();
@@ -204,7 +210,7 @@ static CK_RV fault(int crypto, int real) {
 			break;
 		sleep_us(5000);
 	}
-	if (!crypto || !real)
+	if (kind == 0 || !real)
 		return CKR_OK;
 	pthread_mutex_lock(&mu);
 	unsigned long lat = latency_us;
@@ -217,10 +223,16 @@ static CK_RV fault(int crypto, int real) {
 	return fail ? CKR_FUNCTION_FAILED : CKR_OK;
 }
 
-#define WRAP(name, crypto, params, args, real) \
+/* A busy failure of a kind 2 call still runs it, discarding the result, so
+ * that the target ends the operation as a real token would. */
+#define WRAP(name, kind, params, args, real) \
 	static CK_RV w_##name params { \
-		CK_RV rv = fault(crypto, real); \
-		return rv != CKR_OK ? rv : target->name args; \
+		CK_RV rv = fault(kind, real); \
+		if (rv == CKR_OK) \
+			return target->name args; \
+		if (rv == CKR_FUNCTION_FAILED && kind == 2) \
+			(void)target->name args; \
+		return rv; \
 	}
 FUNCS(WRAP)
 
@@ -230,6 +242,8 @@ static CK_RV w_C_GetInfo(P a) {
 }
 
 static CK_RV w_C_Initialize(P a) {
+	if (target == NULL)
+		return CKR_GENERAL_ERROR; /* FAULTP11_TARGET did not load */
 	const char *c = getenv("FAULTP11_CONTROL");
 	const char *l = getenv("FAULTP11_LATENCY_US");
 	pthread_mutex_lock(&mu);
@@ -260,7 +274,11 @@ EXPORT CK_RV C_GetFunctionList(fl **out) {
 				path != NULL ? path : "", err != NULL ? err : "no function list");
 			if (lib != NULL)
 				dlclose(lib);
+			/* Some clients (miekg/pkcs11) ignore this result: hand out a
+			 * list whose C_Initialize fails rather than nothing. */
+			wrapped.C_Initialize = w_C_Initialize;
 			pthread_mutex_unlock(&mu);
+			*out = &wrapped;
 			return CKR_GENERAL_ERROR;
 		}
 		target = t;
@@ -269,7 +287,7 @@ EXPORT CK_RV C_GetFunctionList(fl **out) {
 		wrapped.C_Finalize = w_C_Finalize;
 		wrapped.C_GetInfo = w_C_GetInfo;
 		wrapped.C_GetFunctionList = C_GetFunctionList;
-#define SET(name, crypto, params, args, real) \
+#define SET(name, kind, params, args, real) \
 		if (t->name != NULL) \
 			wrapped.name = w_##name;
 		FUNCS(SET)
