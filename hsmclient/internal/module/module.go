@@ -57,7 +57,7 @@ func Acquire(path string, env map[string]string) (*Module, error) {
 		m.refs++
 		return m, nil
 	}
-	ctx := pkcs11.New(resolved)
+	ctx := withEnv(env, func() *pkcs11.Ctx { return pkcs11.New(resolved) })
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: %s: not a loadable PKCS#11 library", ErrNotFound, resolved)
 	}
@@ -92,15 +92,21 @@ func resolve(path string) (string, error) {
 // CKR_CRYPTOKI_ALREADY_INITIALIZED (someone else in the process initialized
 // the library) counts as success.
 func (m *Module) initialize() error {
-	envMu.Lock()
-	defer envMu.Unlock()
-	restore := setEnv(m.env)
-	defer restore()
-	err := m.ctx.Initialize()
+	err := withEnv(m.env, m.ctx.Initialize)
 	if errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
 		return nil
 	}
 	return err
+}
+
+// withEnv runs fn with env set in the process environment. Libraries read
+// their settings when loaded (C_GetFunctionList) or initialized.
+func withEnv[T any](env map[string]string, fn func() T) T {
+	envMu.Lock()
+	defer envMu.Unlock()
+	restore := setEnv(env)
+	defer restore()
+	return fn()
 }
 
 func setEnv(env map[string]string) (restore func()) {
