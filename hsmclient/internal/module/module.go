@@ -92,7 +92,7 @@ func resolve(path string) (string, error) {
 // CKR_CRYPTOKI_ALREADY_INITIALIZED (someone else in the process initialized
 // the library) counts as success.
 func (m *Module) initialize() error {
-	err := withEnv(m.env, m.ctx.Initialize)
+	err := withEnv(m.env, func() error { return m.ctx.Initialize() })
 	if errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
 		return nil
 	}
