@@ -19,6 +19,9 @@ var (
 	oidP384      = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}
 	oidSecp256k1 = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a}
 	oidEd25519   = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
+	// curveNameEdwards25519 is the PrintableString "edwards25519", which
+	// PKCS#11 3.0 also allows in EC_PARAMS (SoftHSM stores it on private keys).
+	curveNameEdwards25519 = append([]byte{0x13, 0x0c}, "edwards25519"...)
 )
 
 // ecFieldSize returns the byte length of the curve's field (and of r and s).

@@ -71,15 +71,29 @@ func (k KeyInfo) Asymmetric() bool { return k.Type != KeyAES256 && spec(k.Type) 
 type keySpec struct {
 	keyType  KeyType
 	ckk      uint
-	curveOID []byte // DER OID for EC_PARAMS (EC and Edwards keys)
+	curveOID []byte   // DER OID for EC_PARAMS (EC and Edwards keys)
+	aliases  [][]byte // other EC_PARAMS encodings tokens use for the same curve
 	rsaBits  int
+}
+
+// matchesParams reports whether EC_PARAMS name this spec's curve.
+func (ks *keySpec) matchesParams(params []byte) bool {
+	if bytes.Equal(ks.curveOID, params) {
+		return true
+	}
+	for _, alias := range ks.aliases {
+		if bytes.Equal(alias, params) {
+			return true
+		}
+	}
+	return false
 }
 
 var keySpecs = []keySpec{
 	{keyType: KeyECP256, ckk: pkcs11.CKK_EC, curveOID: oidP256},
 	{keyType: KeyECP384, ckk: pkcs11.CKK_EC, curveOID: oidP384},
 	{keyType: KeyECSecp256k1, ckk: pkcs11.CKK_EC, curveOID: oidSecp256k1},
-	{keyType: KeyEd25519, ckk: ckkECEdwards, curveOID: oidEd25519},
+	{keyType: KeyEd25519, ckk: ckkECEdwards, curveOID: oidEd25519, aliases: [][]byte{curveNameEdwards25519}},
 	{keyType: KeyRSA2048, ckk: pkcs11.CKK_RSA, rsaBits: 2048},
 	{keyType: KeyRSA3072, ckk: pkcs11.CKK_RSA, rsaBits: 3072},
 	{keyType: KeyRSA4096, ckk: pkcs11.CKK_RSA, rsaBits: 4096},
@@ -234,7 +248,7 @@ func identify(s *session, h pkcs11.ObjectHandle) (KeyType, error) {
 			return "", err
 		}
 		for _, ks := range keySpecs {
-			if ks.ckk == ckk && bytes.Equal(ks.curveOID, params) {
+			if ks.ckk == ckk && ks.matchesParams(params) {
 				return ks.keyType, nil
 			}
 		}
