@@ -185,13 +185,24 @@ func (c *cluster) reconnect() error {
 	return nil
 }
 
-// shutdown stops the prober and closes the pool and the module reference.
+// shutdown stops the prober, waits (bounded) for calls still running in the
+// module, and closes the pool and the module reference. Finalizing a library
+// under a running call crashes the process, so when calls are still stuck
+// after the wait, the module is left initialized instead.
 func (c *cluster) shutdown() {
 	c.stateMu.Lock()
 	close(c.stop)
 	c.stateMu.Unlock()
 	c.probeDone.Wait()
+	deadline := time.Now().Add(2 * time.Duration(c.settings.KeyGenerationTimeout))
+	for c.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	c.pool.Close()
+	if n := c.inflight.Load(); n > 0 {
+		c.log.Warn("calls still running at close; leaving the module initialized", "calls", n)
+		return
+	}
 	c.mod.Release()
 }
 

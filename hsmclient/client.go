@@ -97,7 +97,9 @@ type operation[T any] struct {
 	failover bool
 	// cluster pins the operation to one cluster by name (empty: route by priority).
 	cluster string
-	run     func(*cluster, *session) (T, error)
+	// slow marks operations bounded by KeyGenerationTimeout instead of OperationTimeout.
+	slow bool
+	run  func(*cluster, *session) (T, error)
 }
 
 // run sends op to the highest-priority usable cluster, retrying throttled
@@ -177,6 +179,9 @@ func (c *Client) cluster(name string) *cluster {
 // hung cluster leaves time to fail over.
 func attempt[T any](ctx context.Context, c *Client, cl *cluster, op operation[T], canFailOver bool) (T, error) {
 	timeout := time.Duration(c.settings.OperationTimeout)
+	if op.slow {
+		timeout = time.Duration(c.settings.KeyGenerationTimeout)
+	}
 	if deadline, ok := ctx.Deadline(); ok && canFailOver {
 		timeout = min(timeout, time.Until(deadline)/2)
 	}

@@ -23,6 +23,9 @@ type Config struct {
 	// OperationTimeout bounds one PKCS#11 operation on one cluster (default 2s).
 	// A call that exceeds it counts as a cluster failure and may fail over.
 	OperationTimeout Duration `yaml:"operation_timeout"`
+	// KeyGenerationTimeout bounds one key generation (default 60s): RSA-4096
+	// generation takes seconds even on a healthy HSM.
+	KeyGenerationTimeout Duration `yaml:"key_generation_timeout"`
 	// Failover tunes the circuit breaker and recovery probes.
 	Failover FailoverConfig `yaml:"failover"`
 
@@ -174,6 +177,7 @@ func (c *Config) Validate() error {
 		value Duration
 	}{
 		{"operation_timeout", c.OperationTimeout},
+		{"key_generation_timeout", c.KeyGenerationTimeout},
 		{"failover.busy_backoff", c.Failover.BusyBackoff},
 		{"failover.probe_min_interval", c.Failover.ProbeMinInterval},
 		{"failover.probe_max_interval", c.Failover.ProbeMaxInterval},
@@ -206,6 +210,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.Pool.MaxSessions, 16)
 	setInt(&c.Pool.MaxIdle, c.Pool.MaxSessions)
 	setDur(&c.OperationTimeout, 2*time.Second)
+	setDur(&c.KeyGenerationTimeout, 60*time.Second)
 	setInt(&c.Failover.FailureThreshold, 3)
 	setInt(&c.Failover.BusyRetries, 3)
 	setDur(&c.Failover.BusyBackoff, 20*time.Millisecond)

@@ -133,7 +133,7 @@ func (c *Client) GenerateKey(ctx context.Context, label string, t KeyType) (KeyI
 	if _, err := rand.Read(id); err != nil {
 		return KeyInfo{}, &OpError{Op: "generate-key", Err: err}
 	}
-	info, err := run(ctx, c, operation[KeyInfo]{name: "generate-key", run: func(cl *cluster, s *session) (KeyInfo, error) {
+	info, err := run(ctx, c, operation[KeyInfo]{name: "generate-key", slow: true, run: func(cl *cluster, s *session) (KeyInfo, error) {
 		existing, err := findObjects(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}, 1)
 		if err != nil {
 			return KeyInfo{}, err

@@ -168,7 +168,9 @@ func (m *Module) Reinit(seen uint64) error {
 	return err
 }
 
-// Release drops one reference; the last one finalizes and unloads the library.
+// Release drops one reference; the last one finalizes the library. The
+// library stays mapped: SoftHSM and other OpenSSL-based modules leave
+// process-wide handlers behind that crash the process after dlclose.
 func (m *Module) Release() {
 	registryMu.Lock()
 	defer registryMu.Unlock()
@@ -182,5 +184,5 @@ func (m *Module) Release() {
 	if m.initialized {
 		_ = m.ctx.Finalize()
 	}
-	m.ctx.Destroy()
+	m.initialized = false
 }
