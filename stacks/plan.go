@@ -3,6 +3,7 @@ package stacks
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -93,7 +94,14 @@ func PlanConfig(stack string, config map[string]string) (*PlanResult, error) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	res.Outputs = outputs
+	// Round-trip through JSON so outputs read like the engine's (strings, lists, maps).
+	b, err := json.Marshal(outputs)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &res.Outputs); err != nil {
+		return nil, err
+	}
 	res.Resources = m.recorded()
 	return res, nil
 }
