@@ -94,8 +94,13 @@ func (s *Server) Kill() {
 }
 
 // Stop freezes the server and its children with SIGSTOP: calls on open
-// connections block until Continue.
-func (s *Server) Stop() { s.signal(syscall.SIGSTOP) }
+// connections block until Continue. If the test ends first, the server is
+// resumed before the cleanups registered until now (such as OpenSession's
+// C_Finalize) run, so that they do not block.
+func (s *Server) Stop() {
+	s.t.Cleanup(s.Continue)
+	s.signal(syscall.SIGSTOP)
+}
 
 // Continue resumes a server frozen by Stop.
 func (s *Server) Continue() { s.signal(syscall.SIGCONT) }

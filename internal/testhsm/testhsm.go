@@ -79,7 +79,7 @@ type Token struct {
 	Module string
 }
 
-// Env returns the environment to set before C_Initialize of t.Module.
+// Env returns the environment to set before C_Initialize of tok.Module.
 func (tok *Token) Env() map[string]string {
 	return map[string]string{"SOFTHSM2_CONF": tok.ConfPath}
 }
@@ -152,6 +152,8 @@ func newTokenDir(t testing.TB, label, userPIN, soPIN string) *Token {
 // FaultModule builds a faultp11 module in front of target (for example a
 // Token's Module or a Server's ClientModule) with the given latency per crypto
 // call. Set its Env, plus the target's, before loading and initializing it.
+// C_Finalize is never faulted, but other cleanup calls block in ModeHang:
+// set ModeOK before the test ends if cleanup calls into the module.
 func FaultModule(t testing.TB, target string, latency time.Duration) *faultp11.Module {
 	t.Helper()
 	m, err := faultp11.New(t.TempDir(), target, latency)

@@ -295,3 +295,11 @@ func TestServerStopBlocksUntilContinue(t *testing.T) {
 		t.Fatal("call still blocked after Continue")
 	}
 }
+
+// A test that ends while its server is stopped must not block in cleanup.
+func TestStoppedServerDoesNotBlockCleanup(t *testing.T) {
+	tok := testhsm.NewToken(t, "left-stopped")
+	srv := testhsm.StartServer(t, tok)
+	testhsm.OpenSession(t, srv.ClientModule, srv.Env(), tok.Label, tok.UserPIN)
+	srv.Stop()
+}
