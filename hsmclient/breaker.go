@@ -157,9 +157,7 @@ func (c *cluster) probe() (time.Duration, error) {
 	_, err := call(ctx, c, time.Duration(c.settings.OperationTimeout), func(s *session) (struct{}, error) {
 		info, err := s.ctx.GetSessionInfo(s.h)
 		if err == nil && info.State != pkcs11.CKS_RW_USER_FUNCTIONS {
-			c.connMu.Lock()
-			c.loggedIn = false // the token forgot the login (e.g. it restarted)
-			c.connMu.Unlock()
+			c.dropLogin() // the token forgot the login (e.g. it restarted)
 			return struct{}{}, pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN)
 		}
 		return struct{}{}, err
@@ -175,9 +173,7 @@ func (c *cluster) reconnect() error {
 	}
 	c.pool.Reset()
 	c.handles.Clear()
-	c.connMu.Lock()
-	c.loggedIn = false
-	c.connMu.Unlock()
+	c.dropLogin()
 	if _, err := c.resolveSlot(); err != nil {
 		return err
 	}
@@ -203,6 +199,7 @@ func (c *cluster) shutdown() {
 		c.log.Warn("calls still running at close; leaving the module initialized", "calls", n)
 		return
 	}
+	c.dropLogin()
 	c.mod.Release()
 }
 

@@ -46,11 +46,10 @@ type cluster struct {
 	log      *slog.Logger
 	inflight atomic.Int64 // PKCS#11 calls running on this cluster
 
-	connMu      sync.Mutex // guards slot, login state and reconnection
-	slot        uint
-	loggedInGen uint64
-	loggedIn    bool
-	authErr     error // a refused PIN: terminal, never retried
+	connMu    sync.Mutex // guards slot, login state and reconnection
+	slot      uint
+	anchor    *session // holds the login; see login
+	authErr   error    // a refused PIN: terminal, never retried
 
 	handles sync.Map // handleKey -> cachedHandle
 
@@ -89,9 +88,7 @@ func openCluster(ctx context.Context, cfg ClusterConfig, settings Config) (*clus
 			c.mod.Release()
 			return nil, err
 		}
-		if err == nil && tokenMax != pkcs11.CK_EFFECTIVELY_INFINITE && tokenMax != pkcs11.CK_UNAVAILABLE_INFORMATION && int(tokenMax) < maxSessions {
-			maxSessions = int(tokenMax)
-		}
+		maxSessions = poolSize(maxSessions, tokenMax)
 	} else {
 		err = initErr
 	}
@@ -107,6 +104,17 @@ func openCluster(ctx context.Context, cfg ClusterConfig, settings Config) (*clus
 		}
 	}
 	return c, nil
+}
+
+// poolSize bounds the pool by the token's MaxSessionCount, which may be 0
+// (CK_EFFECTIVELY_INFINITE, as SoftHSM reports), unknown
+// (CK_UNAVAILABLE_INFORMATION) or a real limit. One session of the limit is
+// kept for the login anchor.
+func poolSize(configured int, tokenMax uint) int {
+	if tokenMax == pkcs11.CK_EFFECTIVELY_INFINITE || tokenMax == pkcs11.CK_UNAVAILABLE_INFORMATION {
+		return configured
+	}
+	return max(1, min(configured, int(tokenMax)-1))
 }
 
 // resolveSlot finds the configured token and returns its MaxSessionCount.
@@ -144,9 +152,12 @@ func (c *cluster) resolveSlot() (uint, error) {
 }
 
 // openSession opens a read-write session (CloudHSM supports no read-only
-// ones) and makes sure the application is logged in.
+// ones) once the application is logged in.
 func (c *cluster) openSession(context.Context) (*session, error) {
 	p, gen := c.mod.Ctx()
+	if err := c.login(p, gen); err != nil {
+		return nil, err
+	}
 	c.connMu.Lock()
 	slot := c.slot
 	c.connMu.Unlock()
@@ -154,27 +165,31 @@ func (c *cluster) openSession(context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)
 	}
-	if err := c.login(p, gen, h); err != nil {
-		_ = p.CloseSession(h)
-		return nil, err
-	}
 	return &session{ctx: p, h: h, gen: gen}, nil
 }
 
-// login logs the crypto user in once per module generation. Login state
-// belongs to the application, not the session, so "already logged in" is
-// success. A refused PIN is remembered and never tried again.
-func (c *cluster) login(p *pkcs11.Ctx, gen uint64, h pkcs11.SessionHandle) error {
+// login logs the crypto user in once per module generation, on an anchor
+// session the cluster keeps open and never uses for work. Login state belongs
+// to the application, not to a session, but closing the last session logs
+// the application out; the anchor makes sure pooled sessions can come and go.
+// "Already logged in" is success. A refused PIN is remembered and never
+// tried again: HSMs lock users out after repeated failures.
+func (c *cluster) login(p *pkcs11.Ctx, gen uint64) error {
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
 	if c.authErr != nil {
 		return c.authErr
 	}
-	if c.loggedIn && c.loggedInGen == gen {
+	if c.anchor != nil && c.anchor.gen == gen {
 		return nil
 	}
-	err := p.Login(h, pkcs11.CKU_USER, c.pin)
+	h, err := p.OpenSession(c.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return fmt.Errorf("open session: %w", err)
+	}
+	err = p.Login(h, pkcs11.CKU_USER, c.pin)
 	if err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+		_ = p.CloseSession(h)
 		err = mapTokenError(err)
 		if classify(err) == classAuth {
 			c.authErr = fmt.Errorf("login: %w", err)
@@ -183,8 +198,19 @@ func (c *cluster) login(p *pkcs11.Ctx, gen uint64, h pkcs11.SessionHandle) error
 		}
 		return fmt.Errorf("login: %w", err)
 	}
-	c.loggedIn, c.loggedInGen = true, gen
+	c.anchor = &session{ctx: p, h: h, gen: gen}
 	return nil
+}
+
+// dropLogin forgets the anchor session, so the next session logs in again.
+func (c *cluster) dropLogin() {
+	c.connMu.Lock()
+	anchor := c.anchor
+	c.anchor = nil
+	c.connMu.Unlock()
+	if anchor != nil {
+		c.closeSession(anchor)
+	}
 }
 
 // closeSession closes a session unless its module was re-initialized since,

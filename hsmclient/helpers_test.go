@@ -2,8 +2,10 @@ package hsmclient_test
 
 import (
 	"context"
+	"crypto"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -63,4 +65,42 @@ func inspect(t testing.TB, tok *testhsm.Token) (*pkcs11.Ctx, pkcs11.SessionHandl
 	module := filepath.Join(t.TempDir(), "inspect-libsofthsm2.so")
 	require.NoError(t, os.WriteFile(module, data, 0o755))
 	return testhsm.OpenSession(t, module, tok.Env(), tok.Label, tok.UserPIN)
+}
+
+// opensslVerify checks sig over msg with the openssl command line, from the
+// PEM the client exports. extra selects the scheme (e.g. PSS options).
+func opensslVerify(t testing.TB, pub crypto.PublicKey, msg, sig []byte, args ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	pemBytes, err := hsmclient.MarshalPublicKeyPEM(pub)
+	require.NoError(t, err)
+	files := map[string][]byte{"pub.pem": pemBytes, "msg": msg, "sig": sig}
+	for name, data := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
+	}
+	cmd := exec.Command("openssl", args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "openssl %v: %s", args, out)
+}
+
+// opensslDigestVerify is opensslVerify for hash-then-sign schemes.
+func opensslDigestVerify(t testing.TB, pub crypto.PublicKey, hash string, msg, sig []byte, sigopts ...string) {
+	t.Helper()
+	args := []string{"dgst", "-" + hash, "-verify", "pub.pem", "-signature", "sig"}
+	for _, o := range sigopts {
+		args = append(args, "-sigopt", o)
+	}
+	opensslVerify(t, pub, msg, sig, append(args, "msg")...)
+}
+
+// generateSigner makes a key of type kt and returns its signer.
+func generateSigner(t testing.TB, client *hsmclient.Client, label string, kt hsmclient.KeyType) *hsmclient.Signer {
+	t.Helper()
+	ctx := context.Background()
+	_, err := client.GenerateKey(ctx, label, kt)
+	require.NoError(t, err)
+	signer, err := client.Signer(ctx, label)
+	require.NoError(t, err)
+	return signer
 }

@@ -15,10 +15,11 @@ import (
 // DER DigestInfo prefix PKCS#1 v1.5 signatures put before the digest.
 type rsaHash struct {
 	mechanism, mgf uint
-	digestInfo     []byte
+	digestInfo     []byte // nil: the hash is offered for OAEP only
 }
 
 var rsaHashes = map[crypto.Hash]rsaHash{
+	crypto.SHA1:   {pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1, nil},
 	crypto.SHA256: {pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}},
 	crypto.SHA384: {pkcs11.CKM_SHA384, pkcs11.CKG_MGF1_SHA384, []byte{0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30}},
 	crypto.SHA512: {pkcs11.CKM_SHA512, pkcs11.CKG_MGF1_SHA512, []byte{0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40}},
@@ -51,6 +52,9 @@ func rsaRequest(key KeyInfo, digest []byte, opts crypto.SignerOpts) (signRequest
 	rh, err := lookupRSAHash(h)
 	if err != nil {
 		return signRequest{}, err
+	}
+	if rh.digestInfo == nil {
+		return signRequest{}, fmt.Errorf("%w: RSA signatures with %v", ErrUnsupportedMechanism, h)
 	}
 	if len(digest) != h.Size() {
 		return signRequest{}, fmt.Errorf("%w: digest is %d bytes, %s needs %d", ErrInvalidInput, len(digest), h, h.Size())
@@ -105,7 +109,10 @@ func (c *Client) Decrypter(ctx context.Context, label string) (*Decrypter, error
 func (d *Decrypter) Public() crypto.PublicKey { return d.key.Public }
 
 // Decrypt implements crypto.Decrypter with RSA-OAEP. opts is *rsa.OAEPOptions
-// (nil means SHA-256 with MGF1-SHA-256 and no label); the random source is unused.
+// (nil means SHA-256 with MGF1-SHA-256 and no label); SHA-1, SHA-256, SHA-384
+// and SHA-512 are offered, with the same hash for MGF1. Which ones work
+// depends on the token: SoftHSM 2.6 accepts only SHA-1 and no label.
+// The random source is unused.
 func (d *Decrypter) Decrypt(_ io.Reader, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
 	return d.DecryptContext(context.Background(), ciphertext, opts)
 }
