@@ -97,7 +97,7 @@ func NewIAM(ctx *pulumi.Context, name string, args IAMArgs, opts ...pulumi.Resou
 		policy: policyJSON(func(v []string) PolicyDocument {
 			return NewPolicy(describe,
 				Allow("OperateCluster", []string{"cloudhsm:InitializeCluster", "cloudhsm:CreateHsm", "cloudhsm:DeleteHsm",
-					"cloudhsm:CreateBackup", "cloudhsm:CopyBackupToRegion", "cloudhsm:ModifyCluster",
+					"cloudhsm:CopyBackupToRegion", "cloudhsm:ModifyCluster",
 					"cloudhsm:ModifyBackupAttributes", "cloudhsm:TagResource", "cloudhsm:ListTags"}, v[0], backupArns),
 				Allow("ReadWriteExports", []string{"s3:PutObject", "s3:GetObject", "s3:ListBucket"}, v[1], v[1]+"/*"),
 				Allow("UseBackupKey", []string{"kms:GenerateDataKey", "kms:Decrypt"}, v[2]),
