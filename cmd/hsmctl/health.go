@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -23,7 +24,8 @@ func newHealthCmd(a *app) *cobra.Command {
 		Short: "Probe every configured cluster",
 		Long: `Probes every configured cluster and reports its state, probe latency and
 sessions. Exit code 0 when at least one cluster can serve (status "ok" or
-"degraded"), 1 when none can ("unavailable"), 2 on configuration errors.`,
+"degraded"), 1 when none can ("unavailable": unreachable module, unknown
+token, refused PIN...), 2 on configuration errors (bad file, missing PIN file).`,
 		Example: "  hsmctl health --json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,6 +35,9 @@ sessions. Exit code 0 when at least one cluster can serve (status "ok" or
 			}
 			var out healthOutput
 			c, openErr := hsmclient.Open(cmd.Context(), cfg)
+			if errors.Is(openErr, hsmclient.ErrInvalidConfig) {
+				return fmt.Errorf("%s: %w", path, openErr)
+			}
 			if openErr != nil {
 				out = healthOutput{
 					HealthReport: hsmclient.HealthReport{Status: "unavailable", Clusters: []hsmclient.ClusterHealth{}},

@@ -82,9 +82,20 @@ func withCode(code int, err error) error { return &exitErr{code: code, err: err}
 // lines of joined errors are separated by "; ".
 func errorLine(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "hsmclient: ", "")
-	lines := strings.FieldsFunc(msg, func(r rune) bool { return r == '\n' || r == '\r' })
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
+	var b strings.Builder
+	for _, line := range strings.FieldsFunc(msg, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
 	}
-	return strings.Join(lines, "; ")
+	return b.String()
 }
