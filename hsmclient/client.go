@@ -173,7 +173,8 @@ func (c *Client) cluster(name string) *cluster {
 	return nil
 }
 
-// attempt runs op on one cluster, retrying throttled calls with back-off.
+// attempt runs op on one cluster, retrying throttled calls with back-off and,
+// once, a call whose pooled session the token had already closed.
 // When another cluster could take over and the caller's deadline is shorter
 // than the operation timeout, the attempt gets half the remaining time, so a
 // hung cluster leaves time to fail over.
@@ -200,6 +201,8 @@ func attempt[T any](ctx context.Context, c *Client, cl *cluster, op operation[T]
 		case class == classAuth:
 			cl.recordAuthFailure(err)
 			return v, err
+		case isSessionInvalid(err) && try == 0:
+			continue // the stale session was discarded; a fresh one is opened
 		case class == classBusy && try < c.settings.Failover.BusyRetries:
 			if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
 				return v, ctx.Err()

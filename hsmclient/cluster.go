@@ -46,10 +46,10 @@ type cluster struct {
 	log      *slog.Logger
 	inflight atomic.Int64 // PKCS#11 calls running on this cluster
 
-	connMu    sync.Mutex // guards slot, login state and reconnection
-	slot      uint
-	anchor    *session // holds the login; see login
-	authErr   error    // a refused PIN: terminal, never retried
+	connMu  sync.Mutex // guards slot, login state and reconnection
+	slot    uint
+	anchor  *session // holds the login; see login
+	authErr error    // a refused PIN: terminal, never retried
 
 	handles sync.Map // handleKey -> cachedHandle
 
@@ -80,7 +80,7 @@ func openCluster(ctx context.Context, cfg ClusterConfig, settings Config) (*clus
 		return nil, fmt.Errorf("%w: cluster %q: %v", ErrModuleNotFound, cfg.Name, initErr)
 	}
 	c.mod = mod
-	maxSessions := settings.Pool.MaxSessions
+	maxSessions := poolSize(settings.Pool.MaxSessions, pkcs11.CK_EFFECTIVELY_INFINITE)
 	if initErr == nil {
 		var tokenMax uint
 		tokenMax, err = c.resolveSlot()
@@ -88,7 +88,7 @@ func openCluster(ctx context.Context, cfg ClusterConfig, settings Config) (*clus
 			c.mod.Release()
 			return nil, err
 		}
-		maxSessions = poolSize(maxSessions, tokenMax)
+		maxSessions = poolSize(settings.Pool.MaxSessions, tokenMax)
 	} else {
 		err = initErr
 	}
@@ -106,15 +106,17 @@ func openCluster(ctx context.Context, cfg ClusterConfig, settings Config) (*clus
 	return c, nil
 }
 
-// poolSize bounds the pool by the token's MaxSessionCount, which may be 0
-// (CK_EFFECTIVELY_INFINITE, as SoftHSM reports), unknown
-// (CK_UNAVAILABLE_INFORMATION) or a real limit. One session of the limit is
-// kept for the login anchor.
+// poolSize returns how many pooled sessions fit in the configured maximum
+// and the token's MaxSessionCount, which may be 0 (CK_EFFECTIVELY_INFINITE,
+// as SoftHSM reports), unknown (CK_UNAVAILABLE_INFORMATION) or a real limit.
+// Both limits count the login anchor session too, so the pool gets one
+// session less (but at least one).
 func poolSize(configured int, tokenMax uint) int {
-	if tokenMax == pkcs11.CK_EFFECTIVELY_INFINITE || tokenMax == pkcs11.CK_UNAVAILABLE_INFORMATION {
-		return configured
+	limit := configured
+	if tokenMax != pkcs11.CK_EFFECTIVELY_INFINITE && tokenMax != pkcs11.CK_UNAVAILABLE_INFORMATION {
+		limit = min(limit, int(min(tokenMax, uint(configured))))
 	}
-	return max(1, min(configured, int(tokenMax)-1))
+	return max(1, limit-1)
 }
 
 // resolveSlot finds the configured token and returns its MaxSessionCount.

@@ -59,8 +59,10 @@ type ClusterConfig struct {
 
 // PoolConfig bounds each cluster's session pool.
 type PoolConfig struct {
-	// MaxSessions is the most sessions open per cluster (default 16). The token's
-	// own MaxSessionCount lowers it when the token reports a finite limit.
+	// MaxSessions is the most sessions open per cluster (default 16), counting
+	// the one session that holds the login, so MaxSessions-1 (at least 1) serve
+	// operations. The token's own MaxSessionCount lowers it when the token
+	// reports a finite limit.
 	MaxSessions int `yaml:"max_sessions"`
 	// MaxIdle is the most idle sessions kept for reuse (default MaxSessions).
 	MaxIdle int `yaml:"max_idle"`

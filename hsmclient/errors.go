@@ -107,6 +107,13 @@ func needsReinit(err error) bool {
 	return false
 }
 
+// isSessionInvalid reports whether the token no longer knows a pooled session
+// (closed by the HSM, e.g. after an idle timeout): worth one retry on a fresh one.
+func isSessionInvalid(err error) bool {
+	code, ok := pkcs11Code(err)
+	return ok && (code == pkcs11.CKR_SESSION_HANDLE_INVALID || code == pkcs11.CKR_SESSION_CLOSED)
+}
+
 // isHandleInvalid reports whether the token says a cached object handle is stale.
 func isHandleInvalid(err error) bool {
 	code, ok := pkcs11Code(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/personapass/hsm/hsmclient"
+	"github.com/personapass/hsm/internal/faultp11"
 	"github.com/personapass/hsm/internal/testhsm"
 )
 
@@ -103,4 +104,19 @@ func generateSigner(t testing.TB, client *hsmclient.Client, label string, kt hsm
 	signer, err := client.Signer(ctx, label)
 	require.NoError(t, err)
 	return signer
+}
+
+// faultCluster is a cluster reached through a faultp11 shim in front of the
+// token's SoftHSM copy, so tests can inject faults and count what reaches the token.
+func faultCluster(t testing.TB, name string, tok *testhsm.Token, latency time.Duration) (hsmclient.ClusterConfig, *faultp11.Module) {
+	t.Helper()
+	shim := testhsm.FaultModule(t, tok.Module, latency)
+	return clusterOf(t, name, tok, shim.Path, shim.Env()), shim
+}
+
+func counters(t testing.TB, shim *faultp11.Module) faultp11.Counters {
+	t.Helper()
+	c, err := shim.ReadCounters()
+	require.NoError(t, err)
+	return c
 }

@@ -19,6 +19,7 @@ package faultp11
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -77,6 +78,8 @@ type Module struct {
 	Target string
 	// Control is the control file; it starts in ModeOK.
 	Control string
+	// Stats is the file where the module writes its Counters.
+	Stats string
 	// Latency is added to every crypto call.
 	Latency time.Duration
 }
@@ -88,7 +91,7 @@ func New(dir, target string, latency time.Duration) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Module{Path: so, Target: target, Control: filepath.Join(dir, "control"), Latency: latency}
+	m := &Module{Path: so, Target: target, Control: filepath.Join(dir, "control"), Stats: filepath.Join(dir, "stats"), Latency: latency}
 	if err := os.WriteFile(m.Control, []byte(ModeOK), 0o644); err != nil {
 		return nil, err
 	}
@@ -102,7 +105,29 @@ func (m *Module) Env() map[string]string {
 		"FAULTP11_TARGET":     m.Target,
 		"FAULTP11_CONTROL":    m.Control,
 		"FAULTP11_LATENCY_US": strconv.FormatInt(m.Latency.Microseconds(), 10),
+		"FAULTP11_STATS":      m.Stats,
 	}
+}
+
+// Counters are what the module saw pass through to the token.
+type Counters struct {
+	Sessions int // sessions open now
+	Peak     int // most sessions open at once since C_Initialize
+	Logins   int // C_Login calls, whatever their result
+}
+
+// ReadCounters reads the counters the module keeps in its Stats file.
+func (m *Module) ReadCounters() (Counters, error) {
+	var c Counters
+	data, err := os.ReadFile(m.Stats)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil // nothing counted yet
+	}
+	if err != nil {
+		return c, err
+	}
+	_, err = fmt.Sscanf(string(data), "sessions %d\npeak %d\nlogins %d\n", &c.Sessions, &c.Peak, &c.Logins)
+	return c, err
 }
 
 // SetMode switches m to mode; see SetMode.

@@ -59,7 +59,8 @@ typedef struct { unsigned char major, minor; } CK_VERSION;
 /* Every function of CK_FUNCTION_LIST after C_GetFunctionList, in order:
  * X(name, kind, parameters, arguments, is_real_call), where kind is 0 for
  * other calls, 1 for crypto calls and 2 for crypto calls that end an
- * operation (PKCS#11 ends it when they fail). */
+ * operation (PKCS#11 ends it when they fail); kinds 3 to 6 are counted calls
+ * (open, close, close all sessions, login) that are otherwise like 0. */
 #define FUNCS(X) \
 	X(C_GetSlotList, 0, (CK_BBOOL a, P b, P c), (a, b, c), 1) \
 	X(C_GetSlotInfo, 0, (U a, P b), (a, b), 1) \
@@ -69,13 +70,13 @@ typedef struct { unsigned char major, minor; } CK_VERSION;
 	X(C_InitToken, 0, (U a, P b, U c, P d), (a, b, c, d), 1) \
 	X(C_InitPIN, 0, (U a, P b, U c), (a, b, c), 1) \
 	X(C_SetPIN, 0, (U a, P b, U c, P d, U e), (a, b, c, d, e), 1) \
-	X(C_OpenSession, 0, (U a, U b, P c, P d, P e), (a, b, c, d, e), 1) \
-	X(C_CloseSession, 0, (U a), (a), 1) \
-	X(C_CloseAllSessions, 0, (U a), (a), 1) \
+	X(C_OpenSession, 3, (U a, U b, P c, P d, P e), (a, b, c, d, e), 1) \
+	X(C_CloseSession, 4, (U a), (a), 1) \
+	X(C_CloseAllSessions, 5, (U a), (a), 1) \
 	X(C_GetSessionInfo, 0, (U a, P b), (a, b), 1) \
 	X(C_GetOperationState, 0, (U a, P b, P c), (a, b, c), 1) \
 	X(C_SetOperationState, 0, (U a, P b, U c, U d, U e), (a, b, c, d, e), 1) \
-	X(C_Login, 0, (U a, U b, P c, U d), (a, b, c, d), 1) \
+	X(C_Login, 6, (U a, U b, P c, U d), (a, b, c, d), 1) \
 	X(C_Logout, 0, (U a), (a), 1) \
 	X(C_CreateObject, 0, (U a, P b, U c, P d), (a, b, c, d), 1) \
 	X(C_CopyObject, 0, (U a, U b, P c, U d, P e), (a, b, c, d, e), 1) \
@@ -148,6 +149,8 @@ static enum mode mode;
 static unsigned long busy;    /* crypto calls still to fail */
 static struct timespec checked; /* last look at the control file */
 static struct stat seen;      /* its stat data at that look */
+static char stats[4096];      /* FAULTP11_STATS path, "" for none */
+static long sessions, peak, logins; /* open sessions, their peak, C_Login calls */
 
 static void sleep_us(unsigned long us) {
 	struct timespec ts = { (time_t)(us / 1000000), (long)(us % 1000000) * 1000 };
@@ -210,7 +213,7 @@ static CK_RV fault(int kind, int real) {
 			break;
 		sleep_us(5000);
 	}
-	if (kind == 0 || !real)
+	if (kind == 0 || kind > 2 || !real)
 		return CKR_OK;
 	pthread_mutex_lock(&mu);
 	unsigned long lat = latency_us;
@@ -223,13 +226,39 @@ static CK_RV fault(int kind, int real) {
 	return fail ? CKR_FUNCTION_FAILED : CKR_OK;
 }
 
+/* Counts sessions and logins of kind 3 to 6 calls and writes the counters
+ * ("sessions N\npeak N\nlogins N\n") to FAULTP11_STATS, so tests can check
+ * what reached the token. */
+static CK_RV track(int kind, CK_RV rv) {
+	if (kind < 3)
+		return rv;
+	pthread_mutex_lock(&mu);
+	if (kind == 3 && rv == CKR_OK && ++sessions > peak)
+		peak = sessions;
+	if (kind == 4 && rv == CKR_OK)
+		sessions--;
+	if (kind == 5 && rv == CKR_OK)
+		sessions = 0;
+	if (kind == 6)
+		logins++;
+	if (stats[0] != '\0') {
+		FILE *f = fopen(stats, "w");
+		if (f != NULL) {
+			fprintf(f, "sessions %ld\npeak %ld\nlogins %ld\n", sessions, peak, logins);
+			fclose(f);
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	return rv;
+}
+
 /* A busy failure of a kind 2 call still runs it, discarding the result, so
  * that the target ends the operation as a real token would. */
 #define WRAP(name, kind, params, args, real) \
 	static CK_RV w_##name params { \
 		CK_RV rv = fault(kind, real); \
 		if (rv == CKR_OK) \
-			return target->name args; \
+			return track(kind, target->name args); \
 		if (rv == CKR_FUNCTION_FAILED && kind == 2) \
 			(void)target->name args; \
 		return rv; \
@@ -246,7 +275,10 @@ static CK_RV w_C_Initialize(P a) {
 		return CKR_GENERAL_ERROR; /* FAULTP11_TARGET did not load */
 	const char *c = getenv("FAULTP11_CONTROL");
 	const char *l = getenv("FAULTP11_LATENCY_US");
+	const char *st = getenv("FAULTP11_STATS");
 	pthread_mutex_lock(&mu);
+	snprintf(stats, sizeof stats, "%s", st != NULL ? st : "");
+	sessions = 0;
 	snprintf(control, sizeof control, "%s", c != NULL ? c : "");
 	latency_us = l != NULL ? strtoul(l, NULL, 10) : 0;
 	memset(&checked, 0, sizeof checked);
