@@ -101,16 +101,3 @@ func (a *app) closeClient() {
 		a.client = nil
 	}
 }
-
-// reopenClient closes the client and opens it again.
-//
-// Workaround for an hsmclient bug (reported to the lead): a failed call
-// discards its session, and when that was the pool's only session PKCS#11
-// logs the application out of the token, while the client still believes it
-// is logged in; the next call then fails with CKR_USER_NOT_LOGGED_IN or
-// "key not found" (private objects are invisible). The demo reopens after a
-// call that is meant to fail. Remove once hsmclient re-logs in.
-func (a *app) reopenClient(ctx context.Context) (*hsmclient.Client, error) {
-	a.closeClient()
-	return a.openClient(ctx)
-}
