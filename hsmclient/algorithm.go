@@ -26,7 +26,7 @@ const (
 )
 
 // ErrSignatureInvalid reports a signature that does not verify.
-var ErrSignatureInvalid = errors.New("hsmclient: signature invalid")
+var ErrSignatureInvalid = errors.New("signature invalid")
 
 // Algorithms lists every supported algorithm.
 func Algorithms() []Algorithm {

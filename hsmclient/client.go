@@ -2,7 +2,6 @@ package hsmclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -47,7 +46,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if len(failures) == len(c.clusters) {
 		c.Close()
-		return nil, fmt.Errorf("%w: %w", ErrClusterUnavailable, errors.Join(failures...))
+		return nil, fmt.Errorf("%w: %w", ErrClusterUnavailable, errorList(failures))
 	}
 	return c, nil
 }
@@ -135,7 +134,7 @@ func run[T any](ctx context.Context, c *Client, op operation[T]) (T, error) {
 	if !op.failover || op.cluster != "" {
 		return zero, errs[0]
 	}
-	return zero, fmt.Errorf("%w: %w", ErrClusterUnavailable, errors.Join(errs...))
+	return zero, fmt.Errorf("%w: %w", ErrClusterUnavailable, errorList(errs))
 }
 
 // targets lists the clusters an operation may use, in the order to try them.

@@ -3,6 +3,7 @@ package hsmclient
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -12,36 +13,36 @@ import (
 // with errors.As into a pkcs11.Error).
 var (
 	// ErrInvalidConfig reports a configuration problem; the message names the field or file.
-	ErrInvalidConfig = errors.New("hsmclient: invalid configuration")
+	ErrInvalidConfig = errors.New("invalid configuration")
 	// ErrModuleNotFound reports a PKCS#11 library path that does not exist or cannot be loaded.
-	ErrModuleNotFound = errors.New("hsmclient: PKCS#11 module not found")
+	ErrModuleNotFound = errors.New("PKCS#11 module not found")
 	// ErrTokenNotFound reports a token label or slot that the module does not offer.
-	ErrTokenNotFound = errors.New("hsmclient: token not found")
+	ErrTokenNotFound = errors.New("token not found")
 	// ErrPINIncorrect reports a rejected PIN. The login is never retried.
-	ErrPINIncorrect = errors.New("hsmclient: PIN incorrect")
+	ErrPINIncorrect = errors.New("PIN incorrect")
 	// ErrPINLocked reports a PIN the token has locked (or expired); an administrator must act.
-	ErrPINLocked = errors.New("hsmclient: PIN locked")
+	ErrPINLocked = errors.New("PIN locked")
 	// ErrKeyNotFound reports that no key carries the requested label.
-	ErrKeyNotFound = errors.New("hsmclient: key not found")
+	ErrKeyNotFound = errors.New("key not found")
 	// ErrKeyExists reports a key generation whose label is already taken.
-	ErrKeyExists = errors.New("hsmclient: key label already in use")
+	ErrKeyExists = errors.New("key label already in use")
 	// ErrWrongKeyType reports a key used with an algorithm that does not fit it.
-	ErrWrongKeyType = errors.New("hsmclient: wrong key type")
+	ErrWrongKeyType = errors.New("wrong key type")
 	// ErrUnsupportedMechanism reports an algorithm or option the client or token does not support.
-	ErrUnsupportedMechanism = errors.New("hsmclient: unsupported mechanism")
+	ErrUnsupportedMechanism = errors.New("unsupported mechanism")
 	// ErrInvalidInput reports empty, oversized or malformed input, rejected before it reaches the token.
-	ErrInvalidInput = errors.New("hsmclient: invalid input")
+	ErrInvalidInput = errors.New("invalid input")
 	// ErrAuthenticationFailed reports AES-GCM ciphertext that failed authentication.
-	ErrAuthenticationFailed = errors.New("hsmclient: message authentication failed")
+	ErrAuthenticationFailed = errors.New("message authentication failed")
 	// ErrPoolExhausted reports that no session became free before the context ended.
 	// Such errors also wrap the context's error.
-	ErrPoolExhausted = errors.New("hsmclient: session pool exhausted")
+	ErrPoolExhausted = errors.New("session pool exhausted")
 	// ErrClusterUnavailable reports that no cluster could serve the operation.
-	ErrClusterUnavailable = errors.New("hsmclient: cluster unavailable")
+	ErrClusterUnavailable = errors.New("cluster unavailable")
 	// ErrTimeout reports a PKCS#11 call that did not answer within the operation timeout.
-	ErrTimeout = errors.New("hsmclient: operation timed out")
+	ErrTimeout = errors.New("operation timed out")
 	// ErrClosed reports use of a client after Close.
-	ErrClosed = errors.New("hsmclient: client closed")
+	ErrClosed = errors.New("client closed")
 )
 
 // errorClass says what an error means for the cluster that produced it.
@@ -161,3 +162,17 @@ func (e *OpError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *OpError) Unwrap() error { return e.Err }
+
+// errorList joins errors on one line (errors.Join uses newlines, which break
+// one-line logs and CLI messages) while keeping each one for errors.Is and errors.As.
+type errorList []error
+
+func (l errorList) Error() string {
+	msgs := make([]string, len(l))
+	for i, err := range l {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (l errorList) Unwrap() []error { return l }
