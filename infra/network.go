@@ -90,14 +90,14 @@ type NetworkArgs struct {
 type Network struct {
 	pulumi.ResourceState
 
-	VPC            *ec2.Vpc
-	HSMSubnets     []*ec2.Subnet
-	AppSubnets     []*ec2.Subnet
-	PublicSubnets  []*ec2.Subnet
-	NATGateways    []*ec2.NatGateway
-	HSMNetworkACL  *ec2.NetworkAcl
-	FlowLogGroup   *cloudwatch.LogGroup
-	AppSecurityGrp *ec2.SecurityGroup
+	VPC              *ec2.Vpc
+	HSMSubnets       []*ec2.Subnet
+	AppSubnets       []*ec2.Subnet
+	PublicSubnets    []*ec2.Subnet
+	NATGateways      []*ec2.NatGateway
+	HSMNetworkACL    *ec2.NetworkAcl
+	FlowLogGroup     *cloudwatch.LogGroup
+	AppSecurityGroup *ec2.SecurityGroup
 }
 
 // NewNetwork creates the Network component (type personapass:infra:Network).
@@ -128,7 +128,7 @@ func NewNetwork(ctx *pulumi.Context, name string, args NetworkArgs, opts ...pulu
 	if err := c.flowLogs(ctx, name, args); err != nil {
 		return nil, err
 	}
-	c.AppSecurityGrp, err = ec2.NewSecurityGroup(ctx, name+"-app-sg", &ec2.SecurityGroupArgs{
+	c.AppSecurityGroup, err = ec2.NewSecurityGroup(ctx, name+"-app-sg", &ec2.SecurityGroupArgs{
 		VpcId:       c.VPC.ID(),
 		Description: pulumi.String("PersonaPass application tier: the only source admitted to the HSM ports"),
 		Tags:        nameTag(args.Prefix + "-app"),
@@ -138,7 +138,7 @@ func NewNetwork(ctx *pulumi.Context, name string, args NetworkArgs, opts ...pulu
 	}
 	// The application reaches AWS APIs (CloudWatch, SSM) over HTTPS through the NAT gateways.
 	if _, err := vpc.NewSecurityGroupEgressRule(ctx, name+"-app-https-out", &vpc.SecurityGroupEgressRuleArgs{
-		SecurityGroupId: c.AppSecurityGrp.ID(),
+		SecurityGroupId: c.AppSecurityGroup.ID(),
 		Description:     pulumi.String("HTTPS to AWS APIs through NAT"),
 		IpProtocol:      pulumi.String("tcp"), FromPort: pulumi.Int(443), ToPort: pulumi.Int(443),
 		CidrIpv4: pulumi.String("0.0.0.0/0"),
@@ -146,7 +146,7 @@ func NewNetwork(ctx *pulumi.Context, name string, args NetworkArgs, opts ...pulu
 		return nil, err
 	}
 	return c, ctx.RegisterResourceOutputs(c, pulumi.Map{
-		"vpcId": c.VPC.ID(), "appSecurityGroupId": c.AppSecurityGrp.ID(),
+		"vpcId": c.VPC.ID(), "appSecurityGroupId": c.AppSecurityGroup.ID(),
 	})
 }
 

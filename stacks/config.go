@@ -92,23 +92,23 @@ var alertKeys = map[infra.Severity]string{
 // project's defaults in Pulumi.yaml supply the optional ones.
 func ParseConfig(get func(fullKey string) (string, bool)) (Config, error) {
 	var errs []error
-	str := func(key string) string {
+	text := func(key string) string {
 		v, ok := get(FullKey(key))
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: required but not set", FullKey(key)))
 		}
 		return v
 	}
-	num := func(key string) int {
-		v := str(key)
+	integer := func(key string) int {
+		v := text(key)
 		n, err := strconv.Atoi(v)
 		if err != nil && v != "" {
 			errs = append(errs, fmt.Errorf("%s: %q is not an integer", FullKey(key), v))
 		}
 		return n
 	}
-	list := func(key string) []string {
-		v := str(key)
+	strList := func(key string) []string {
+		v := text(key)
 		var out []string
 		if v != "" {
 			if err := json.Unmarshal([]byte(v), &out); err != nil {
@@ -118,17 +118,17 @@ func ParseConfig(get func(fullKey string) (string, bool)) (Config, error) {
 		return out
 	}
 	c := Config{
-		Role: Role(str(KeyRole)), Environment: str(KeyEnvironment), Owner: str(KeyOwner), CostCentre: str(KeyCostCentre),
-		Region: str(KeyRegion), ReplicaRegion: str(KeyReplicaRegion),
-		VpcCIDR: str(KeyVpcCIDR), PeerVpcCIDR: str(KeyPeerVpcCIDR),
-		HSMCount: num(KeyHSMCount), HSMType: str(KeyHSMType), HSMMode: str(KeyHSMMode),
-		SourceBackupID: str(KeySourceBackupID), PrimaryStack: str(KeyPrimaryStack),
-		LogRetentionDays:     num(KeyLogRetentionDays),
-		BackupTransitionDays: num(KeyBackupTransitionDays), BackupExpirationDays: num(KeyBackupExpirationDays),
+		Role: Role(text(KeyRole)), Environment: text(KeyEnvironment), Owner: text(KeyOwner), CostCentre: text(KeyCostCentre),
+		Region: text(KeyRegion), ReplicaRegion: text(KeyReplicaRegion),
+		VpcCIDR: text(KeyVpcCIDR), PeerVpcCIDR: text(KeyPeerVpcCIDR),
+		HSMCount: integer(KeyHSMCount), HSMType: text(KeyHSMType), HSMMode: text(KeyHSMMode),
+		SourceBackupID: text(KeySourceBackupID), PrimaryStack: text(KeyPrimaryStack),
+		LogRetentionDays:     integer(KeyLogRetentionDays),
+		BackupTransitionDays: integer(KeyBackupTransitionDays), BackupExpirationDays: integer(KeyBackupExpirationDays),
 		Alerts: map[infra.Severity][]string{},
 	}
 	for _, sev := range infra.Severities {
-		c.Alerts[sev] = list(alertKeys[sev])
+		c.Alerts[sev] = strList(alertKeys[sev])
 	}
 	return c, errors.Join(errs...)
 }

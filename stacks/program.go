@@ -143,7 +143,7 @@ func Build(ctx *pulumi.Context, cfg Config) (*Stack, error) {
 	}
 	if st.CloudHSM, err = infra.NewCloudHSM(ctx, "cloudhsm", infra.CloudHSMArgs{
 		Prefix: prefix, HSMType: cfg.HSMType, Mode: cfg.HSMMode, SubnetIDs: subnetIDs, Zones: st.Zones,
-		HSMAddrs: addrs, AppSGID: st.Network.AppSecurityGrp.ID(), LogsKeyArn: st.Keys.Logs.Key.Arn,
+		HSMAddrs: addrs, AppSGID: st.Network.AppSecurityGroup.ID(), LogsKeyArn: st.Keys.Logs.Key.Arn,
 		SourceBackupID: cfg.SourceBackupID, LogRetentionDays: cfg.LogRetentionDays,
 	}, opts...); err != nil {
 		return nil, err
@@ -200,7 +200,7 @@ func (st *Stack) Outputs() pulumi.Map {
 		"publicSubnetIds":        ids(st.Network.PublicSubnets),
 		"clusterId":              st.CloudHSM.Cluster.ClusterId,
 		"clusterSecurityGroupId": st.CloudHSM.Cluster.SecurityGroupId,
-		"appSecurityGroupId":     st.Network.AppSecurityGrp.ID(),
+		"appSecurityGroupId":     st.Network.AppSecurityGroup.ID(),
 		"hsmIps":                 hsmIPs,
 		"auditLogGroup":          st.CloudHSM.AuditLogGroup.Name,
 		"logsKeyArn":             st.Keys.Logs.Key.Arn,

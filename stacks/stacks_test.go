@@ -347,35 +347,24 @@ func TestOutputsAndStackReference(t *testing.T) {
 }
 
 func TestHSMNetworkACLAdmitsOnlyAppAndHSMSubnets(t *testing.T) {
-	l, err := infra.PlanLayout("10.0.240.0/21", 3)
-	require.NoError(t, err)
-	allowed := map[string]bool{}
-	for _, pfx := range append(slices.Clone(l.App), l.HSM...) {
-		allowed[pfx.String()] = true
+	for stack, p := range stackPlans(t) {
+		t.Run(stack, func(t *testing.T) {
+			l, err := infra.PlanLayout(p.Config.VpcCIDR, p.Config.HSMCount)
+			require.NoError(t, err)
+			allowed := map[string]bool{}
+			for _, pfx := range append(slices.Clone(l.App), l.HSM...) {
+				allowed[pfx.String()] = true
+			}
+			rules := p.Find("aws:ec2/networkAclRule:NetworkAclRule")
+			require.Len(t, rules, len(infra.HSMACLRules(l)))
+			for _, r := range rules {
+				assert.True(t, allowed[s(r.Inputs, "cidrBlock")], "%s admits %s", r.Name, s(r.Inputs, "cidrBlock"))
+				assert.Equal(t, "allow", s(r.Inputs, "ruleAction"))
+				assert.Equal(t, "tcp", s(r.Inputs, "protocol"))
+			}
+			acls := p.Find("aws:ec2/networkAcl:NetworkAcl")
+			require.Len(t, acls, 1)
+			assert.Len(t, list(acls[0].Inputs, "subnetIds"), p.Config.HSMCount)
+		})
 	}
-	for _, r := range infra.HSMACLRules(l) {
-		assert.True(t, allowed[r.CIDR], "rule for %s", r.CIDR)
-		if !r.Egress && r.FromPort == infra.HSMPortFirst {
-			assert.Equal(t, infra.HSMPortLast, r.ToPort)
-		}
-	}
-	acls := stackPlans(t)["prod"].Find("aws:ec2/networkAclRule:NetworkAclRule")
-	assert.Len(t, acls, len(infra.HSMACLRules(l)))
-}
-
-func TestPlanLayoutIsDisjointAndInsideTheVPC(t *testing.T) {
-	l, err := infra.PlanLayout("10.0.248.0/21", 4)
-	require.NoError(t, err)
-	all := append(append(slices.Clone(l.HSM), l.App...), l.Public...)
-	for i, a := range all {
-		assert.True(t, l.VPC.Contains(a.Addr()), "%s outside %s", a, l.VPC)
-		for _, b := range all[i+1:] {
-			assert.False(t, a.Overlaps(b), "%s overlaps %s", a, b)
-		}
-	}
-	for i, addr := range l.HSMAddr {
-		assert.True(t, l.HSM[i].Contains(addr))
-	}
-	_, err = infra.PlanLayout("10.0.240.0/21", 5)
-	assert.Error(t, err)
 }
