@@ -64,8 +64,12 @@ func TestPoolExhaustionReturnsContextError(t *testing.T) {
 	signer := generateSigner(t, client, "k", hsmclient.KeyECP256)
 
 	require.NoError(t, shim.SetMode("hang"))
+	t.Cleanup(func() { _ = shim.SetMode("ok") }) // before the client closes, even if the test fails
 	held := make(chan error, 1)
-	go func() { _, err := signer.SignMessage(context.Background(), hsmclient.AlgECDSASHA256, []byte("a")); held <- err }()
+	go func() {
+		_, err := signer.SignMessage(context.Background(), hsmclient.AlgECDSASHA256, []byte("a"))
+		held <- err
+	}()
 	require.Eventually(t, func() bool { return client.Stats()[0].InUse == 1 }, 5*time.Second, time.Millisecond)
 
 	start := time.Now()

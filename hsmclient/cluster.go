@@ -224,11 +224,12 @@ func (c *cluster) closeSession(s *session) {
 }
 
 // call runs fn on a pooled session within timeout and the caller's context.
-// The PKCS#11 call runs on its own goroutine because it cannot be cancelled:
-// when the deadline passes the caller gets ErrTimeout at once while the call
-// keeps its session until the token answers. Pool size bounds such calls.
-// A session whose call failed is closed, never reused: it may hold an
-// unfinished operation.
+// Acquiring the session (which may open one) and the PKCS#11 calls run on
+// their own goroutine because PKCS#11 calls cannot be cancelled: when the
+// deadline passes the caller gets ErrTimeout at once, while the goroutine
+// keeps its session until the token answers. The pool's size bounds such
+// goroutines. A session whose call failed is closed, never reused: it may
+// hold an unfinished operation.
 func call[T any](ctx context.Context, c *cluster, timeout time.Duration, fn func(*session) (T, error)) (T, error) {
 	var zero T
 	c.connMu.Lock()
@@ -239,26 +240,26 @@ func call[T any](ctx context.Context, c *cluster, timeout time.Duration, fn func
 	}
 	opCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	lease, err := c.pool.Acquire(opCtx)
-	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			return zero, fmt.Errorf("%w: %w", ErrPoolExhausted, ctx.Err())
-		case opCtx.Err() != nil:
-			return zero, fmt.Errorf("%w: no session free within %s: %w", ErrTimeout, timeout, ErrPoolExhausted)
-		case errors.Is(err, pool.ErrClosed):
-			return zero, ErrClosed
-		}
-		return zero, mapTokenError(err)
-	}
 	type result struct {
 		v   T
 		err error
 	}
 	done := make(chan result, 1)
+	var acquired atomic.Bool
 	c.inflight.Add(1)
 	go func() {
 		defer c.inflight.Add(-1)
+		lease, err := c.pool.Acquire(opCtx)
+		if err != nil {
+			done <- result{err: acquireError(ctx, opCtx, timeout, err)}
+			return
+		}
+		acquired.Store(true)
+		if opCtx.Err() != nil { // the caller gave up while the session was opening
+			lease.Release()
+			done <- result{err: acquireError(ctx, opCtx, timeout, opCtx.Err())}
+			return
+		}
 		v, err := fn(lease.Value)
 		if err != nil {
 			lease.Discard()
@@ -271,11 +272,29 @@ func call[T any](ctx context.Context, c *cluster, timeout time.Duration, fn func
 	case r := <-done:
 		return r.v, r.err
 	case <-opCtx.Done():
-		if ctx.Err() != nil {
+		switch {
+		case !acquired.Load():
+			return zero, acquireError(ctx, opCtx, timeout, opCtx.Err())
+		case ctx.Err() != nil:
 			return zero, ctx.Err()
 		}
 		return zero, fmt.Errorf("%w: no answer within %s", ErrTimeout, timeout)
 	}
+}
+
+// acquireError explains why no session could be had: the caller's context
+// ended (its error, wrapped with ErrPoolExhausted), the operation timeout
+// passed, the pool closed, or opening a session failed.
+func acquireError(ctx, opCtx context.Context, timeout time.Duration, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: %w", ErrPoolExhausted, ctx.Err())
+	case opCtx.Err() != nil:
+		return fmt.Errorf("%w: no session free within %s: %w", ErrTimeout, timeout, ErrPoolExhausted)
+	case errors.Is(err, pool.ErrClosed):
+		return ErrClosed
+	}
+	return mapTokenError(err)
 }
 
 // findKey returns the handle of the object with this label and class, from
