@@ -255,14 +255,21 @@ type clientSide struct {
 	signers map[string]*hsmclient.Signer
 }
 
+// smallPool is the pool size of the latency sweep's second hsmclient.
+const smallPool = 16
+
 func openClient(b *testing.B, module string, env map[string]string, tok *testhsm.Token) *clientSide {
+	return openClientPool(b, module, env, tok, maxPar)
+}
+
+func openClientPool(b *testing.B, module string, env map[string]string, tok *testhsm.Token, sessions int) *clientSide {
 	b.Helper()
 	b.Setenv(pinEnvVar, tok.UserPIN)
 	c, err := hsmclient.Open(context.Background(), hsmclient.Config{
 		Clusters: []hsmclient.ClusterConfig{{
 			Name: "bench", Module: module, TokenLabel: tok.Label, PINEnv: pinEnvVar, ModuleEnv: env,
 		}},
-		Pool: hsmclient.PoolConfig{MaxSessions: maxPar},
+		Pool: hsmclient.PoolConfig{MaxSessions: sessions},
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -517,7 +524,8 @@ var latencyPar = []int{1, 8, 16, 32, 64, 128}
 
 // BenchmarkLatency2ms signs with ECDSA P-256 through faultp11, which adds
 // 2 ms to every C_Sign, to show throughput scaling with sessions up to the
-// pool size: BenchmarkLatency2ms/par=<goroutines>/impl=<impl>. The ideal is
+// pool size: BenchmarkLatency2ms/par=<goroutines>/impl=<impl>, where
+// impl=hsmclient-pool16 is a client limited to 16 sessions. The ideal is
 // min(par, pool size) / 2 ms, capped by the token's own capacity
 // (BenchmarkOps/op=ecdsa-p256/par=64/impl=raw).
 func BenchmarkLatency2ms(b *testing.B) {
@@ -537,6 +545,11 @@ func BenchmarkLatency2ms(b *testing.B) {
 	mod, env := wrap()
 	client := openClient(b, mod, env, tok)
 	client.loadSigners1(b, labelP256)
+	// A client whose pool is smaller than the parallelism: throughput stops
+	// growing at its pool size.
+	mod, env = wrap()
+	small := openClientPool(b, mod, env, tok, smallPool)
+	small.loadSigners1(b, labelP256)
 	mod, env = wrap()
 	raw := openRaw(b, mod, env, tok, ops[:1])
 	mod, env = wrap()
@@ -554,7 +567,8 @@ func BenchmarkLatency2ms(b *testing.B) {
 	c11side := &crypto11Side{signers: map[string]crypto.Signer{labelP256: c11signer}}
 
 	o := ops[0]
-	impls := []impl{{"raw", raw.worker}, {"hsmclient", client.worker}, {"crypto11", c11side.worker}}
+	impls := []impl{{"raw", raw.worker}, {"hsmclient", client.worker}, {"crypto11", c11side.worker},
+		{fmt.Sprintf("hsmclient-pool%d", smallPool), small.worker}}
 	for _, par := range latencyPar {
 		b.Run(fmt.Sprintf("par=%d", par), func(b *testing.B) {
 			for _, im := range impls {
