@@ -592,3 +592,49 @@ func (cs *clientSide) loadSigners1(b *testing.B, label string) {
 	}
 	cs.signers[label] = s
 }
+
+// BenchmarkCallOverhead isolates what hsmclient adds around one PKCS#11
+// signature (ECDSA P-256, one goroutine), by wrapping the raw call the ways a
+// client may: on the caller's goroutine (raw), on a new goroutine per call
+// with the caller waiting on a channel (goroutine), the same plus a
+// context.WithTimeout and select (goroutine+timeout: the shape of
+// hsmclient's call), on the caller's goroutine with a time.AfterFunc
+// watchdog (inline+afterfunc), and hsmclient itself. See BENCHMARKS.md.
+func BenchmarkCallOverhead(b *testing.B) {
+	bn := newBench(b)
+	o := ops[0]
+	rw, _ := bn.raw.worker(o, 0)
+	hw, _ := bn.client.worker(o, 0)
+	variants := []struct {
+		name string
+		w    worker
+	}{
+		{"raw", rw},
+		{"goroutine", func() error {
+			done := make(chan error, 1)
+			go func() { done <- rw() }()
+			return <-done
+		}},
+		{"goroutine+timeout", func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- rw() }()
+			select {
+			case err := <-done:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}},
+		{"inline+afterfunc", func() error {
+			t := time.AfterFunc(2*time.Second, func() {})
+			defer t.Stop()
+			return rw()
+		}},
+		{"hsmclient", hw},
+	}
+	for _, v := range variants {
+		b.Run("wrap="+v.name, func(b *testing.B) { runPar(b, 1, []worker{v.w}) })
+	}
+}
