@@ -77,6 +77,9 @@ func (c *cluster) markDown(err error) {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	c.lastErr = err
+	if c.state != StateDown {
+		c.downSince = time.Now()
+	}
 	c.setState(StateDown)
 	if c.probing {
 		return
@@ -109,6 +112,7 @@ func (c *cluster) probeLoop() {
 		c.stateMu.Lock()
 		c.probeLatency = latency
 		if err != nil {
+			c.log.Debug("recovery probe failed", "error", err, "next_in", backoff)
 			c.lastErr = err
 			healthy = 0
 			backoff = min(2*backoff, time.Duration(f.ProbeMaxInterval))
@@ -116,14 +120,13 @@ func (c *cluster) probeLoop() {
 			continue
 		}
 		healthy++
+		c.lastErr = nil
 		if healthy < f.RecoveryProbes {
-			c.setState(StateDegraded)
 			c.stateMu.Unlock()
 			backoff = time.Duration(f.ProbeMinInterval)
 			continue
 		}
 		c.failures = 0
-		c.lastErr = nil
 		c.probing = false
 		c.setState(StateUp)
 		c.stateMu.Unlock()
@@ -137,16 +140,18 @@ func (c *cluster) probeLoop() {
 
 // probe checks the cluster with a cheap call on a pooled session, first
 // re-initializing the module when the last error says the connection is gone.
-// It never re-initializes while calls are still running on the module (they
-// may be stuck in a hung server), since finalizing under them is unsafe.
+// It waits for calls still running in the module to return first (a frozen
+// server resumes them), unless they have outlived every deadline: a library
+// can leave a call stuck forever after its connection died (p11-kit 0.24
+// does), and only re-initializing wakes it.
 func (c *cluster) probe() (time.Duration, error) {
 	c.stateMu.Lock()
-	lastErr := c.lastErr
+	lastErr, downSince := c.lastErr, c.downSince
 	c.stateMu.Unlock()
 	if classify(lastErr) == classAuth {
 		return 0, lastErr
 	}
-	if needsReinit(lastErr) && c.inflight.Load() == 0 {
+	if needsReinit(lastErr) && (c.inflight.Load() == 0 || c.stuckSince(downSince)) {
 		if err := c.reconnect(); err != nil {
 			return 0, err
 		}
@@ -163,6 +168,12 @@ func (c *cluster) probe() (time.Duration, error) {
 		return struct{}{}, err
 	})
 	return time.Since(start), err
+}
+
+// stuckSince reports whether calls still running since the cluster went down
+// have outlived any deadline they could have had.
+func (c *cluster) stuckSince(downSince time.Time) bool {
+	return time.Since(downSince) > 2*time.Duration(c.settings.OperationTimeout)
 }
 
 // reconnect finalizes and initializes the module again, then finds the token,
@@ -190,7 +201,7 @@ func (c *cluster) shutdown() {
 	close(c.stop)
 	c.stateMu.Unlock()
 	c.probeDone.Wait()
-	deadline := time.Now().Add(2 * time.Duration(c.settings.KeyGenerationTimeout))
+	deadline := time.Now().Add(2 * time.Duration(c.settings.OperationTimeout))
 	for c.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -57,6 +57,7 @@ type cluster struct {
 	state        State
 	failures     int
 	lastErr      error
+	downSince    time.Time
 	probeLatency time.Duration
 	probing      bool
 	stop         chan struct{}

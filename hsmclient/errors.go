@@ -94,15 +94,20 @@ func classify(err error) errorClass {
 }
 
 // needsReinit reports whether err means the module's connection is gone, so
-// only finalizing and initializing the module again can bring it back.
+// only finalizing and initializing the module again can bring it back. A
+// token that disappeared (p11-kit-client lists no tokens while its server is
+// down) counts too.
 func needsReinit(err error) bool {
+	if errors.Is(err, ErrTokenNotFound) {
+		return true
+	}
 	code, ok := pkcs11Code(err)
 	if !ok {
 		return false
 	}
 	switch code {
 	case pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT,
-		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:
+		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_SLOT_ID_INVALID:
 		return true
 	}
 	return false

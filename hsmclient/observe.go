@@ -9,10 +9,11 @@ type State string
 const (
 	// StateUp: the cluster takes traffic.
 	StateUp State = "up"
-	// StateDegraded: the cluster takes traffic but recent calls failed, or it is
-	// passing recovery probes and not yet trusted again.
+	// StateDegraded: the cluster takes traffic but its most recent calls failed
+	// (fewer than FailureThreshold in a row).
 	StateDegraded State = "degraded"
-	// StateDown: the circuit breaker is open; only background probes reach the cluster.
+	// StateDown: the circuit breaker is open; only background probes reach the
+	// cluster until RecoveryProbes of them pass in a row.
 	StateDown State = "down"
 )
 

@@ -22,6 +22,7 @@ type Stats struct {
 	Open         int           // resources that exist: idle plus in use
 	Idle         int           // open resources waiting to be reused
 	InUse        int           // resources held by callers
+	Stale        int           // resources still held from before the last Reset (e.g. calls stuck in a dead connection)
 	WaitCount    int64         // acquisitions that had to wait for a free slot
 	WaitDuration time.Duration // total time spent waiting
 	Opened       int64         // resources opened since the pool started
@@ -32,14 +33,15 @@ type Stats struct {
 type Pool[T any] struct {
 	open  func(ctx context.Context) (T, error)
 	close func(T)
-	slots chan struct{} // one token per resource that may exist; len(slots) is in use + idle-being-handed-out
 
 	mu           sync.Mutex
+	slots        chan struct{} // one token per resource that may exist; replaced by Reset
 	idle         []item[T]
 	maxIdle      int
 	generation   uint64
 	closed       bool
-	inUse        int
+	inUse        int // leases of the current generation
+	stale        int // leases from before the last Reset, still out
 	waitCount    int64
 	waitDuration time.Duration
 	opened       int64
@@ -55,6 +57,7 @@ type item[T any] struct {
 type Lease[T any] struct {
 	Value T
 	gen   uint64
+	slots chan struct{} // the slot set this lease counts against
 	pool  *Pool[T]
 }
 
@@ -70,15 +73,22 @@ func New[T any](max, maxIdle int, open func(ctx context.Context) (T, error), clo
 	return &Pool[T]{open: open, close: close, slots: make(chan struct{}, max), maxIdle: maxIdle}
 }
 
+func (p *Pool[T]) currentSlots() chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.slots
+}
+
 // Acquire returns an idle resource, or opens one while fewer than max exist, or
 // waits until one is released. When ctx ends first it returns ctx's error.
 func (p *Pool[T]) Acquire(ctx context.Context) (*Lease[T], error) {
+	slots := p.currentSlots()
 	select {
-	case p.slots <- struct{}{}:
+	case slots <- struct{}{}:
 	default:
 		start := time.Now()
 		select {
-		case p.slots <- struct{}{}:
+		case slots <- struct{}{}:
 			p.mu.Lock()
 			p.waitCount++
 			p.waitDuration += time.Since(start)
@@ -94,7 +104,7 @@ func (p *Pool[T]) Acquire(ctx context.Context) (*Lease[T], error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		<-p.slots
+		<-slots
 		return nil, ErrClosed
 	}
 	p.inUse++
@@ -102,7 +112,7 @@ func (p *Pool[T]) Acquire(ctx context.Context) (*Lease[T], error) {
 		it := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		return &Lease[T]{Value: it.value, gen: it.gen, pool: p}, nil
+		return &Lease[T]{Value: it.value, gen: it.gen, slots: slots, pool: p}, nil
 	}
 	gen := p.generation
 	p.mu.Unlock()
@@ -110,15 +120,15 @@ func (p *Pool[T]) Acquire(ctx context.Context) (*Lease[T], error) {
 	v, err := p.open(ctx)
 	if err != nil {
 		p.mu.Lock()
-		p.inUse--
+		p.returned(gen)
 		p.mu.Unlock()
-		<-p.slots
+		<-slots
 		return nil, err
 	}
 	p.mu.Lock()
 	p.opened++
 	p.mu.Unlock()
-	return &Lease[T]{Value: v, gen: gen, pool: p}, nil
+	return &Lease[T]{Value: v, gen: gen, slots: slots, pool: p}, nil
 }
 
 // Release returns a healthy resource for reuse. A resource from before the last
@@ -126,38 +136,52 @@ func (p *Pool[T]) Acquire(ctx context.Context) (*Lease[T], error) {
 func (l *Lease[T]) Release() {
 	p := l.pool
 	p.mu.Lock()
-	p.inUse--
+	p.returned(l.gen)
 	if !p.closed && l.gen == p.generation && len(p.idle) < p.maxIdle {
 		p.idle = append(p.idle, item[T]{value: l.Value, gen: l.gen})
 		p.mu.Unlock()
-		<-p.slots
+		<-l.slots
 		return
 	}
 	p.discarded++
 	p.mu.Unlock()
 	p.close(l.Value)
-	<-p.slots
+	<-l.slots
 }
 
 // Discard closes a resource that must not be reused (broken, or left mid-operation).
 func (l *Lease[T]) Discard() {
 	p := l.pool
 	p.mu.Lock()
-	p.inUse--
+	p.returned(l.gen)
 	p.discarded++
 	p.mu.Unlock()
 	p.close(l.Value)
-	<-p.slots
+	<-l.slots
 }
 
 // Reset forgets every idle resource without closing it and marks resources now
 // in use as stale, so they are closed when released. Use it after the
 // underlying library was re-initialized and every old handle became invalid.
+// Resources in use stop counting against the bound: a call stuck forever in
+// a dead connection must not shrink the pool for good.
 func (p *Pool[T]) Reset() {
 	p.mu.Lock()
 	p.generation++
 	p.idle = nil
+	p.slots = make(chan struct{}, cap(p.slots))
+	p.stale += p.inUse
+	p.inUse = 0
 	p.mu.Unlock()
+}
+
+// returned accounts for a lease of generation gen coming back. Call with mu held.
+func (p *Pool[T]) returned(gen uint64) {
+	if gen == p.generation {
+		p.inUse--
+	} else {
+		p.stale--
+	}
 }
 
 // Close closes the idle resources and makes later Acquire calls fail.
@@ -180,6 +204,7 @@ func (p *Pool[T]) Stats() Stats {
 	defer p.mu.Unlock()
 	return Stats{
 		MaxOpen:      cap(p.slots),
+		Stale:        p.stale,
 		Open:         p.inUse + len(p.idle),
 		Idle:         len(p.idle),
 		InUse:        p.inUse,

@@ -167,3 +167,26 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		}
 	})
 }
+
+func TestResetReleasesTheBoundHeldByStuckLeases(t *testing.T) {
+	var c counter
+	p := New(1, 1, c.open, c.close)
+	stuck, err := p.Acquire(context.Background())
+	require.NoError(t, err)
+	p.Reset()
+	assert.Equal(t, 1, p.Stats().Stale)
+	fresh, err := p.Acquire(ctxWithin(t, time.Second))
+	require.NoError(t, err, "a lease stuck from before Reset does not count against the bound")
+	fresh.Release()
+	stuck.Release()
+	s := p.Stats()
+	assert.Equal(t, 0, s.Stale)
+	assert.Equal(t, 0, s.InUse)
+	assert.Equal(t, 1, s.Idle)
+}
+
+func ctxWithin(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
