@@ -120,3 +120,5 @@ func counters(t testing.TB, shim *faultp11.Module) faultp11.Counters {
 	require.NoError(t, err)
 	return c
 }
+
+func mustToken(t testing.TB) *testhsm.Token { return testhsm.NewToken(t, "unit") }
