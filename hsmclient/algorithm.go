@@ -58,23 +58,48 @@ func DefaultAlgorithm(t KeyType) (Algorithm, error) {
 	return "", fmt.Errorf("%w: %s keys do not sign", ErrWrongKeyType, t)
 }
 
-// prepare hashes msg as the algorithm requires and returns what Sign takes.
-func (a Algorithm) prepare(msg []byte) ([]byte, crypto.SignerOpts) {
+// Hash returns the hash the algorithm signs, or 0 for Ed25519, which signs
+// the message itself.
+func (a Algorithm) Hash() crypto.Hash {
 	switch a {
 	case AlgEd25519:
-		return msg, crypto.Hash(0)
+		return 0
 	case AlgECDSASHA384:
-		d := crypto.SHA384.New()
-		d.Write(msg)
-		return d.Sum(nil), crypto.SHA384
-	case AlgRSAPSSSHA256:
-		d := crypto.SHA256.New()
-		d.Write(msg)
-		return d.Sum(nil), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+		return crypto.SHA384
 	}
-	d := crypto.SHA256.New()
+	return crypto.SHA256
+}
+
+// SignerOpts returns the crypto.SignerOpts that Signer.Sign takes for this algorithm.
+func (a Algorithm) SignerOpts() crypto.SignerOpts {
+	if a == AlgRSAPSSSHA256 {
+		return &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+	}
+	return a.Hash()
+}
+
+// Digest returns what the algorithm signs for msg: its hash, or msg itself for Ed25519.
+func (a Algorithm) Digest(msg []byte) []byte {
+	h := a.Hash()
+	if h == 0 {
+		return msg
+	}
+	d := h.New()
 	d.Write(msg)
-	return d.Sum(nil), crypto.SHA256
+	return d.Sum(nil)
+}
+
+// AlgorithmsFor lists the algorithms that can sign with a key type.
+func AlgorithmsFor(t KeyType) []Algorithm {
+	switch t {
+	case KeyECP256, KeyECP384, KeyECSecp256k1:
+		return []Algorithm{AlgECDSASHA256, AlgECDSASHA384}
+	case KeyEd25519:
+		return []Algorithm{AlgEd25519}
+	case KeyRSA2048, KeyRSA3072, KeyRSA4096:
+		return []Algorithm{AlgRSAPSSSHA256, AlgRSAPKCS1SHA256}
+	}
+	return nil
 }
 
 // fits reports whether the algorithm can be used with a public key.
@@ -92,24 +117,33 @@ func (a Algorithm) fits(pub crypto.PublicKey) bool {
 
 // SignMessage hashes msg as alg requires and signs it in the HSM.
 func (s *Signer) SignMessage(ctx context.Context, alg Algorithm, msg []byte) ([]byte, error) {
+	if len(msg) == 0 {
+		return nil, &OpError{Op: "sign", Err: fmt.Errorf("%w: empty message", ErrInvalidInput)}
+	}
+	return s.SignDigest(ctx, alg, alg.Digest(msg))
+}
+
+// SignDigest signs what alg.Digest returned (a hash computed elsewhere, for
+// instance while streaming a large input; for Ed25519 the message itself).
+func (s *Signer) SignDigest(ctx context.Context, alg Algorithm, digest []byte) ([]byte, error) {
 	if !alg.fits(s.key.Public) {
 		return nil, &OpError{Op: "sign", Err: fmt.Errorf("%w: %s cannot sign with %s key %q", ErrWrongKeyType, alg, s.key.Type, s.key.Label)}
 	}
-	if len(msg) == 0 || len(msg) > maxMessageSize && alg == AlgEd25519 {
-		return nil, &OpError{Op: "sign", Err: fmt.Errorf("%w: message of %d bytes", ErrInvalidInput, len(msg))}
-	}
-	digest, opts := alg.prepare(msg)
-	return s.SignContext(ctx, digest, opts)
+	return s.SignContext(ctx, digest, alg.SignerOpts())
 }
 
 // VerifyMessage checks a signature made by SignMessage, in software with the
 // Go standard library (and decred's secp256k1 for that curve). It returns nil,
 // ErrSignatureInvalid, or ErrWrongKeyType when alg does not fit the key.
 func VerifyMessage(pub crypto.PublicKey, alg Algorithm, msg, sig []byte) error {
+	return VerifyDigest(pub, alg, alg.Digest(msg), sig)
+}
+
+// VerifyDigest is VerifyMessage for a digest computed with alg.Digest.
+func VerifyDigest(pub crypto.PublicKey, alg Algorithm, digest, sig []byte) error {
 	if !alg.fits(pub) {
 		return fmt.Errorf("%w: %s does not fit a %T", ErrWrongKeyType, alg, pub)
 	}
-	digest, opts := alg.prepare(msg)
 	var ok bool
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
@@ -120,10 +154,10 @@ func VerifyMessage(pub crypto.PublicKey, alg Algorithm, msg, sig []byte) error {
 	case ed25519.PublicKey:
 		ok = ed25519.Verify(k, digest, sig)
 	case *rsa.PublicKey:
-		if pss, isPSS := opts.(*rsa.PSSOptions); isPSS {
-			ok = rsa.VerifyPSS(k, crypto.SHA256, digest, sig, pss) == nil
+		if pss, isPSS := alg.SignerOpts().(*rsa.PSSOptions); isPSS {
+			ok = rsa.VerifyPSS(k, alg.Hash(), digest, sig, pss) == nil
 		} else {
-			ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, sig) == nil
+			ok = rsa.VerifyPKCS1v15(k, alg.Hash(), digest, sig) == nil
 		}
 	}
 	if !ok {

@@ -3,7 +3,7 @@ package hsmclient_test
 import (
 	"context"
 	"log/slog"
-		"os"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -46,8 +46,8 @@ func (r *recorder) OperationDone(cluster, _, result string, _ time.Duration) {
 	r.served[cluster]++
 }
 func (r *recorder) StateChanged(string, hsmclient.State, hsmclient.State) {}
-func (r *recorder) FailedOver(string, string, string)                   { r.failovers.Add(1) }
-func (r *recorder) Recovered(string)                                    { r.recovered.Add(1) }
+func (r *recorder) FailedOver(string, string, string)                     { r.failovers.Add(1) }
+func (r *recorder) Recovered(string)                                      { r.recovered.Add(1) }
 
 // firstSuccessAfterReset forgets earlier successes, then reports the first
 // success per cluster from now on.

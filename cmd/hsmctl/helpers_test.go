@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/personapass/hsm/hsmclient"
 )
 
 // result is what one hsmctl run printed and returned.
@@ -117,25 +114,11 @@ func (d *devDir) requireNoPIN(t *testing.T, r result) {
 	}
 }
 
-// parsePublicKeyPEM reads a PEM SubjectPublicKeyInfo, including secp256k1,
-// which crypto/x509 does not know.
+// parsePublicKeyPEM reads the PEM that pubkey prints.
 func parsePublicKeyPEM(t *testing.T, data []byte) crypto.PublicKey {
 	t.Helper()
-	block, rest := pem.Decode(data)
-	require.NotNil(t, block, "no PEM block in %q", data)
-	require.Equal(t, "PUBLIC KEY", block.Type)
-	require.Empty(t, bytes.TrimSpace(rest))
-	if pub, err := x509.ParsePKIXPublicKey(block.Bytes); err == nil {
-		return pub
-	}
-	var spki struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	_, err := asn1.Unmarshal(block.Bytes, &spki)
-	require.NoError(t, err)
-	pub, err := secp256k1.ParsePubKey(spki.PublicKey.RightAlign())
-	require.NoError(t, err)
+	pub, err := hsmclient.ParsePublicKeyPEM(data)
+	require.NoError(t, err, "PEM %q", data)
 	return pub
 }
 

@@ -70,7 +70,7 @@ func TestWorkflow(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, hsmclient.VerifyMessage(pub, def, msg, sig), "%s default %s", label, def)
 
-		for _, alg := range algorithmsFor(kt) {
+		for _, alg := range hsmclient.AlgorithmsFor(kt) {
 			t.Run(label+"/"+string(alg), func(t *testing.T) {
 				sigPath := filepath.Join(work, label+"."+string(alg)+".sig")
 				d.must(t, nil, "sign", "--label", label, "--alg", string(alg), "--in", msgPath, "--out", sigPath)

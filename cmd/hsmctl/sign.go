@@ -1,18 +1,11 @@
 package main
 
 import (
-	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/decred/dcrd/dcrec/secp256k1/v4"
-	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 	"github.com/personapass/hsm/hsmclient"
 	"github.com/spf13/cobra"
 )
@@ -26,23 +19,10 @@ func algNames() string {
 	return strings.Join(names, "|")
 }
 
-// algorithmsFor lists the algorithms that fit a key type.
-func algorithmsFor(t hsmclient.KeyType) []hsmclient.Algorithm {
-	switch t {
-	case hsmclient.KeyECP256, hsmclient.KeyECP384, hsmclient.KeyECSecp256k1:
-		return []hsmclient.Algorithm{hsmclient.AlgECDSASHA256, hsmclient.AlgECDSASHA384}
-	case hsmclient.KeyEd25519:
-		return []hsmclient.Algorithm{hsmclient.AlgEd25519}
-	case hsmclient.KeyRSA2048, hsmclient.KeyRSA3072, hsmclient.KeyRSA4096:
-		return []hsmclient.Algorithm{hsmclient.AlgRSAPSSSHA256, hsmclient.AlgRSAPKCS1SHA256}
-	}
-	return nil
-}
-
 // chooseAlgorithm returns --alg, or the key type's default when it is empty,
 // checking that it fits the key.
 func chooseAlgorithm(key hsmclient.KeyInfo, flag string) (hsmclient.Algorithm, error) {
-	fits := algorithmsFor(key.Type)
+	fits := hsmclient.AlgorithmsFor(key.Type)
 	if len(fits) == 0 {
 		return "", fmt.Errorf("%w: key %q is %s, not a signing key pair", hsmclient.ErrWrongKeyType, key.Label, key.Type)
 	}
@@ -61,26 +41,11 @@ func chooseAlgorithm(key hsmclient.KeyInfo, flag string) (hsmclient.Algorithm, e
 	return "", fmt.Errorf("%w: --alg %s does not fit %s key %q (use one of %v)", hsmclient.ErrWrongKeyType, alg, key.Type, key.Label, fits)
 }
 
-// hashOf returns the hash an algorithm signs, or 0 for Ed25519, which signs
-// the message itself.
-func hashOf(alg hsmclient.Algorithm) crypto.Hash {
-	switch alg {
-	case hsmclient.AlgEd25519:
-		return 0
-	case hsmclient.AlgECDSASHA384:
-		return crypto.SHA384
-	}
-	return crypto.SHA256
-}
-
-// pssOptions are the PSS parameters of rsa-pss-sha256: salt = hash length (JWS PS256).
-var pssOptions = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
-
 // readMessage returns what an algorithm signs: the SHA-2 digest of the input,
 // hashed as it streams in (any size), or for Ed25519 the message itself (at
 // most 16 KiB, the HSM's buffer limit).
 func (a *app) readMessage(path string, alg hsmclient.Algorithm) ([]byte, error) {
-	h := hashOf(alg)
+	h := alg.Hash()
 	if h == 0 {
 		return a.readInput(path, maxRawMessage, "Ed25519 messages, which the HSM signs whole")
 	}
@@ -98,47 +63,6 @@ func (a *app) readMessage(path string, alg hsmclient.Algorithm) ([]byte, error) 
 		return nil, fmt.Errorf("%s is empty", inputName(path))
 	}
 	return d.Sum(nil), nil
-}
-
-// signPrepared signs what readMessage returned.
-func signPrepared(ctx context.Context, s *hsmclient.Signer, alg hsmclient.Algorithm, prepared []byte) ([]byte, error) {
-	switch alg {
-	case hsmclient.AlgEd25519:
-		return s.SignMessage(ctx, alg, prepared)
-	case hsmclient.AlgRSAPSSSHA256:
-		return s.SignContext(ctx, prepared, pssOptions)
-	}
-	return s.SignContext(ctx, prepared, hashOf(alg))
-}
-
-// verifyPrepared checks a signature over what readMessage returned, in
-// software. It returns nil or hsmclient.ErrSignatureInvalid.
-func verifyPrepared(pub crypto.PublicKey, alg hsmclient.Algorithm, prepared, sig []byte) error {
-	if alg == hsmclient.AlgEd25519 {
-		return hsmclient.VerifyMessage(pub, alg, prepared, sig)
-	}
-	var ok bool
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		ok = ecdsa.VerifyASN1(k, prepared, sig)
-	case *secp256k1.PublicKey:
-		parsed, err := secpecdsa.ParseDERSignature(sig)
-		ok = err == nil && parsed.Verify(prepared, k)
-	case ed25519.PublicKey:
-		return fmt.Errorf("%w: %s does not fit an Ed25519 key", hsmclient.ErrWrongKeyType, alg)
-	case *rsa.PublicKey:
-		if alg == hsmclient.AlgRSAPSSSHA256 {
-			ok = rsa.VerifyPSS(k, crypto.SHA256, prepared, sig, pssOptions) == nil
-		} else {
-			ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, prepared, sig) == nil
-		}
-	default:
-		return fmt.Errorf("%w: cannot verify with a %T", hsmclient.ErrWrongKeyType, pub)
-	}
-	if !ok {
-		return hsmclient.ErrSignatureInvalid
-	}
-	return nil
 }
 
 func newSignCmd(a *app) *cobra.Command {
@@ -174,7 +98,7 @@ Hashed algorithms read input of any size; Ed25519 signs at most 16 KiB.`,
 			if err != nil {
 				return err
 			}
-			sig, err := signPrepared(ctx, s, alg, prepared)
+			sig, err := s.SignDigest(ctx, alg, prepared)
 			if err != nil {
 				return err
 			}
@@ -224,7 +148,7 @@ func newVerifyCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			err = verifyPrepared(key.Public, alg, prepared, sig)
+			err = hsmclient.VerifyDigest(key.Public, alg, prepared, sig)
 			switch {
 			case errors.Is(err, hsmclient.ErrSignatureInvalid):
 				return withCode(exitNo, fmt.Errorf("signature invalid (%s, key %q)", alg, label))

@@ -32,7 +32,7 @@ type Collector struct {
 	client      atomic.Pointer[hsmclient.Client]
 
 	poolOpen, poolIdle, poolInUse, poolMax, poolStale, state *prometheus.Desc
-	waits, waitSeconds                                     *prometheus.Desc
+	waits, waitSeconds                                       *prometheus.Desc
 }
 
 // New returns a Collector. Pass it as Config.Observer, then call Watch with
