@@ -10,8 +10,8 @@ import (
 )
 
 func newKeysCmd(a *app) *cobra.Command {
-	return groupCmd("keys", "Generate, list and delete keys",
-		newKeysGenerateCmd(a), newKeysListCmd(a), newKeysDeleteCmd(a))
+	return groupCmd("keys", "Generate, list, delete and compare keys",
+		newKeysGenerateCmd(a), newKeysListCmd(a), newKeysDeleteCmd(a), newKeysDiffCmd(a))
 }
 
 // keyTypeNames lists the --type values for help texts.
