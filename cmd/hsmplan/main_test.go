@@ -100,7 +100,7 @@ func TestCostFromPricesFile(t *testing.T) {
 		assert.Equal(t, tc.hsms*730, first.Quantity)
 		assert.InDelta(t, tc.hsms*730*1.60, first.Monthly, 1e-6)
 	}
-	// Both stacks together, against the plan's own $6,335 per month (see docs/infrastructure.md).
+	// Both stacks together, against the plan's own $6,335 per month (see the README's Cost section).
 	both := prod.Cost.MonthlyTotal + dr.Cost.MonthlyTotal
 	assert.Less(t, math.Abs(both-6335)/6335, 0.10, "prod+dr %.2f vs the plan's 6335", both)
 }
