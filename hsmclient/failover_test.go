@@ -426,18 +426,14 @@ func TestRepeatedOutagesLeakNothing(t *testing.T) {
 	signer, err := client.Signer(context.Background(), "did")
 	require.NoError(t, err)
 
-	stop := make(chan struct{})
-	loop := startSigning(signer, hsmclient.AlgEd25519, 8, 5*time.Second, stop)
 	down := func() { require.NoError(t, primary.SetMode(faultp11.ModeDown)) }
 	up := func() { require.NoError(t, primary.SetMode(faultp11.ModeOK)) }
-	outageCycles(t, client, 5, down, up) // warm up allocator pools and first reconnects
+	underLoad(t, signer, hsmclient.AlgEd25519, func() { outageCycles(t, client, 5, down, up) }) // warm up
 	before := snapshot()
 	const cycles = 50
-	outageCycles(t, client, cycles, down, up)
+	signed := underLoad(t, signer, hsmclient.AlgEd25519, func() { outageCycles(t, client, cycles, down, up) })
 	after := snapshot()
-	close(stop)
-	loop.wait(t)
-	t.Logf("%d signatures over %d outages; before %+v after %+v", loop.ok.Load(), cycles, before, after)
+	t.Logf("%d signatures over %d outages; before %+v after %+v", signed, cycles, before, after)
 
 	assert.LessOrEqual(t, after.goroutines, before.goroutines+2, "goroutines")
 	assert.LessOrEqual(t, after.fds, before.fds+2, "file descriptors")
@@ -466,23 +462,31 @@ func TestP11KitKillRestartCycles(t *testing.T) {
 	signer, err := client.Signer(context.Background(), "issuer")
 	require.NoError(t, err)
 
-	stop := make(chan struct{})
-	loop := startSigning(signer, hsmclient.AlgECDSASHA256, 8, 5*time.Second, stop)
 	kill := func() { tc.primarySrv.Kill() }
 	restart := func() { tc.primarySrv.Restart(t) }
-	outageCycles(t, client, 3, kill, restart)
+	underLoad(t, signer, hsmclient.AlgECDSASHA256, func() { outageCycles(t, client, 3, kill, restart) })
 	before := snapshot()
 	const cycles = 50
-	outageCycles(t, client, cycles, kill, restart)
+	signed := underLoad(t, signer, hsmclient.AlgECDSASHA256, func() { outageCycles(t, client, cycles, kill, restart) })
 	after := snapshot()
-	close(stop)
-	loop.wait(t)
 	stats := client.Stats()[0]
-	t.Logf("%d signatures over %d kills; before %+v after %+v; calls stuck in p11-kit: %d", loop.ok.Load(), cycles, before, after, stats.Stale)
+	t.Logf("%d signatures over %d kills; before %+v after %+v; calls stuck in p11-kit: %d", signed, cycles, before, after, stats.Stale)
 	assert.LessOrEqual(t, after.fds, before.fds+2, "file descriptors")
 	assert.LessOrEqual(t, after.goroutines, before.goroutines+2+stats.Stale, "goroutines beyond those stuck inside p11-kit")
 	assert.Less(t, after.heap, before.heap+8<<20, "heap")
 	assert.LessOrEqual(t, stats.Open, stats.MaxOpen, "sessions")
+}
+
+// underLoad runs fn while 8 workers sign and verify, requires that no call
+// failed, and returns how many signatures were made.
+func underLoad(t *testing.T, signer *hsmclient.Signer, alg hsmclient.Algorithm, fn func()) int64 {
+	t.Helper()
+	stop := make(chan struct{})
+	loop := startSigning(signer, alg, 8, 5*time.Second, stop)
+	fn()
+	close(stop)
+	loop.wait(t)
+	return loop.ok.Load()
 }
 
 type usage struct {
