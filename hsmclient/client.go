@@ -146,7 +146,11 @@ func (c *Client) targets(name string, failover bool) ([]*cluster, error) {
 				return nil, fmt.Errorf("%w: no cluster named %q (have %v)", ErrInvalidInput, name, c.Clusters())
 			}
 		}
-		if !cl.usable() {
+		switch {
+		case cl.usable():
+		case name != "":
+			return nil, fmt.Errorf("%w: cluster %q is down (%v)", ErrClusterUnavailable, cl.name, cl.lastError())
+		default:
 			return nil, fmt.Errorf("%w: cluster %q is down (%v); key management is not redirected to another cluster because clusters share new keys only through backups", ErrClusterUnavailable, cl.name, cl.lastError())
 		}
 		return []*cluster{cl}, nil

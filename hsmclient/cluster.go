@@ -77,8 +77,8 @@ func openCluster(ctx context.Context, cfg ClusterConfig, settings Config) (*clus
 		log: settings.Logger.With("cluster", cfg.Name), state: StateUp, stop: make(chan struct{}),
 	}
 	mod, initErr := module.Acquire(cfg.Module, cfg.ModuleEnv)
-	if errors.Is(initErr, module.ErrNotFound) {
-		return nil, fmt.Errorf("%w: cluster %q: %v", ErrModuleNotFound, cfg.Name, initErr)
+	if errors.Is(initErr, ErrModuleNotFound) {
+		return nil, fmt.Errorf("cluster %q: %w", cfg.Name, initErr)
 	}
 	c.mod = mod
 	maxSessions := poolSize(settings.Pool.MaxSessions, pkcs11.CK_EFFECTIVELY_INFINITE)
@@ -313,10 +313,20 @@ func (c *cluster) findKey(s *session, label string, class uint) (pkcs11.ObjectHa
 		return 0, err
 	}
 	if len(handles) == 0 {
-		return 0, fmt.Errorf("%w: no %s labelled %q", ErrKeyNotFound, className(class), label)
+		return 0, missingKeyError(s, label, class)
 	}
 	c.handles.Store(key, cachedHandle{handles[0], s.gen})
 	return handles[0], nil
+}
+
+// missingKeyError explains why no object of class carries label: the label
+// belongs to a key of another kind (ErrWrongKeyType), or to nothing (ErrKeyNotFound).
+func missingKeyError(s *session, label string, class uint) error {
+	other, err := findObjects(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}, 1)
+	if err == nil && len(other) > 0 {
+		return fmt.Errorf("%w: %q is not a %s", ErrWrongKeyType, label, className(class))
+	}
+	return fmt.Errorf("%w: no %s labelled %q", ErrKeyNotFound, className(class), label)
 }
 
 // forgetKey drops a cached handle, e.g. after the key was deleted.

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/personapass/hsm/hsmclient/internal/module"
 )
 
 // Sentinel errors. Every error the client returns wraps one of these (test with
@@ -15,7 +17,7 @@ var (
 	// ErrInvalidConfig reports a configuration problem; the message names the field or file.
 	ErrInvalidConfig = errors.New("invalid configuration")
 	// ErrModuleNotFound reports a PKCS#11 library path that does not exist or cannot be loaded.
-	ErrModuleNotFound = errors.New("PKCS#11 module not found")
+	ErrModuleNotFound = module.ErrNotFound
 	// ErrTokenNotFound reports a token label or slot that the module does not offer.
 	ErrTokenNotFound = errors.New("token not found")
 	// ErrPINIncorrect reports a rejected PIN. The login is never retried.
@@ -138,7 +140,8 @@ func mapTokenError(err error) error {
 		sentinel = ErrPINIncorrect
 	case pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_PIN_EXPIRED:
 		sentinel = ErrPINLocked
-	case pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_FUNCTION_NOT_SUPPORTED:
+	case pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID, pkcs11.CKR_FUNCTION_NOT_SUPPORTED,
+		pkcs11.CKR_ARGUMENTS_BAD: // the client validates its own arguments; tokens answer this to mechanism parameters they lack (SoftHSM: OAEP with SHA-256)
 		sentinel = ErrUnsupportedMechanism
 	case pkcs11.CKR_KEY_TYPE_INCONSISTENT, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED:
 		sentinel = ErrWrongKeyType

@@ -365,7 +365,7 @@ func (c *Client) PublicKey(ctx context.Context, label string) (crypto.PublicKey,
 		return nil, err
 	}
 	if info.Public == nil {
-		return nil, &OpError{Op: "public-key", Err: fmt.Errorf("%w: %q is a %s key, which has no public half", ErrWrongKeyType, label, info.Type)}
+		return nil, &OpError{Op: "public-key", Err: fmt.Errorf("%w: %q (%s) has no public half", ErrWrongKeyType, label, info.Type)}
 	}
 	return info.Public, nil
 }

@@ -91,6 +91,8 @@ func TestRSAOAEPDecrypt(t *testing.T) {
 	assert.Equal(t, secret, pt)
 	_, err = dec.Decrypt(rand.Reader, ct, &rsa.OAEPOptions{Hash: crypto.SHA256, MGFHash: crypto.SHA1})
 	assert.ErrorIs(t, err, hsmclient.ErrUnsupportedMechanism)
+	_, err = dec.Decrypt(rand.Reader, ct, nil)
+	assert.ErrorIs(t, err, hsmclient.ErrUnsupportedMechanism, "SoftHSM refuses OAEP with SHA-256")
 
 	_, err = dec.Decrypt(rand.Reader, nil, nil)
 	assert.ErrorIs(t, err, hsmclient.ErrInvalidInput)
