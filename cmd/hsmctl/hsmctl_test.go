@@ -272,7 +272,7 @@ func TestErrors(t *testing.T) {
 		{"wrong --alg on verify", []string{"verify", "--label", "ec", "--alg", "ed25519", "--in", msg, "--sig", sig}, exitError, "does not fit ec-p256"},
 		{"sign with an AES key", []string{"sign", "--label", "aes", "--in", msg}, exitError, "wrong key type"},
 		{"pubkey of an AES key", []string{"pubkey", "--label", "aes"}, exitError, "secret key"},
-		{"encrypt with an EC key", []string{"encrypt", "--label", "ec", "--in", msg}, exitError, "key not found"},
+		{"encrypt with an EC key", []string{"encrypt", "--label", "ec", "--in", msg}, exitError, "wrong key type"},
 		{"empty input", []string{"sign", "--label", "ec", "--in", empty}, exitError, "is empty"},
 		{"missing input file", []string{"sign", "--label", "ec", "--in", filepath.Join(work, "nope")}, exitError, "no such file"},
 		{"both from stdin", []string{"verify", "--label", "ec", "--sig", "-"}, exitError, "standard input"},
