@@ -86,16 +86,23 @@ type twoClusters struct {
 	primarySrv, drSrv *testhsm.Server
 }
 
-// newTwoClusters creates the primary token, lets seed create keys on it, then
-// "restores a backup" into the DR token and starts both servers.
-func newTwoClusters(t *testing.T, seed func(*hsmclient.Client)) *twoClusters {
+// restoredPair creates the primary token, lets seed create keys on it, then
+// "restores a backup" of it into a DR token.
+func restoredPair(t *testing.T, seed func(*hsmclient.Client)) (primary, dr *testhsm.Token) {
 	t.Helper()
-	primary := testhsm.NewToken(t, "persona")
+	primary = testhsm.NewToken(t, "persona")
 	seeder, err := hsmclient.Open(context.Background(), hsmclient.Config{Clusters: []hsmclient.ClusterConfig{softCluster(t, "seed", primary)}})
 	require.NoError(t, err)
 	seed(seeder)
 	require.NoError(t, seeder.Close())
-	dr := primary.CopyTo(t)
+	return primary, primary.CopyTo(t)
+}
+
+// newTwoClusters creates the primary token, lets seed create keys on it, then
+// "restores a backup" into the DR token and starts both servers.
+func newTwoClusters(t *testing.T, seed func(*hsmclient.Client)) *twoClusters {
+	t.Helper()
+	primary, dr := restoredPair(t, seed)
 	return &twoClusters{primary: primary, dr: dr, primarySrv: testhsm.StartServer(t, primary), drSrv: testhsm.StartServer(t, dr)}
 }
 
@@ -315,12 +322,7 @@ func TestWrongPINOnDRIsTriedOnceAndPrimaryKeepsServing(t *testing.T) {
 // faultp11 shims, for the mechanisms p11-kit cannot carry (EdDSA, AES-GCM).
 func faultClusters(t *testing.T, seed func(*hsmclient.Client)) (hsmclient.Config, *faultp11.Module, *faultp11.Module) {
 	t.Helper()
-	primary := testhsm.NewToken(t, "persona")
-	seeder, err := hsmclient.Open(context.Background(), hsmclient.Config{Clusters: []hsmclient.ClusterConfig{softCluster(t, "seed", primary)}})
-	require.NoError(t, err)
-	seed(seeder)
-	require.NoError(t, seeder.Close())
-	dr := primary.CopyTo(t)
+	primary, dr := restoredPair(t, seed)
 	// The seeding client used primary.Module; the shim needs a fresh copy.
 	primaryModule := filepath.Join(t.TempDir(), "libsofthsm2.so")
 	data, err := os.ReadFile(primary.Module)
