@@ -250,7 +250,7 @@ func call[T any](ctx context.Context, c *cluster, timeout time.Duration, fn func
 	c.inflight.Add(1)
 	go func() {
 		defer c.inflight.Add(-1)
-		lease, err := c.pool.Acquire(opCtx)
+		lease, err := c.acquireCurrent(opCtx)
 		if err != nil {
 			done <- result{err: acquireError(ctx, opCtx, timeout, err)}
 			return
@@ -280,6 +280,19 @@ func call[T any](ctx context.Context, c *cluster, timeout time.Duration, fn func
 			return zero, ctx.Err()
 		}
 		return zero, fmt.Errorf("%w: no answer within %s", ErrTimeout, timeout)
+	}
+}
+
+// acquireCurrent acquires a pooled session opened under the module's current
+// generation, discarding idle ones left from before a re-initialization (which
+// another cluster sharing the module may have done).
+func (c *cluster) acquireCurrent(ctx context.Context) (*pool.Lease[*session], error) {
+	for {
+		lease, err := c.pool.Acquire(ctx)
+		if err != nil || lease.Value.gen == c.mod.Generation() {
+			return lease, err
+		}
+		lease.Discard()
 	}
 }
 
