@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -58,19 +60,71 @@ func (a *app) readInput(path string, limit int, what string) ([]byte, error) {
 	return data, nil
 }
 
-// writeOutput writes data to path ("-" is stdout). A file is written to a
-// temporary file in the same directory and renamed into place, so a failure
-// never leaves a partial file behind (and an existing file is untouched).
+// writeOutput writes data to path ("-" is stdout), as --out asks: see
+// writeOutputFile. perm is the mode of a new file.
 func (a *app) writeOutput(path string, data []byte, perm os.FileMode) error {
-	if path == "-" {
+	switch path {
+	case "":
+		return errors.New("--out is empty: name a file, or - for standard output")
+	case "-":
 		_, err := io.Copy(a.stdout, bytes.NewReader(data))
 		return err
 	}
-	return writeFileAtomic(path, data, perm)
+	return writeOutputFile(path, data, perm)
+}
+
+// writeOutputFile writes data to the file at path the way a shell's
+// "> path" would, but never leaves a partial regular file behind:
+//   - a symbolic link is followed: its target is written and the link stays;
+//     a link to a missing file is refused;
+//   - a directory is refused, and nothing is written anywhere;
+//   - a device, FIFO or socket is opened for writing and written to, never
+//     replaced;
+//   - a regular file or a new path is written to a temporary file in the same
+//     directory and renamed into place, so a failure leaves the old content;
+//     an existing file keeps its permission bits, a new one gets perm.
+func writeOutputFile(path string, data []byte, perm os.FileMode) error {
+	target := path
+	if li, err := os.Lstat(path); err == nil && li.Mode()&fs.ModeSymlink != 0 {
+		resolved, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("output %s: a symbolic link to a missing file; name the file itself", path)
+			}
+			return fmt.Errorf("output %s: %w", path, err)
+		}
+		target = resolved
+	}
+	fi, err := os.Stat(target)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return writeFileAtomic(target, data, perm)
+	case err != nil:
+		return fmt.Errorf("output %s: %w", path, err)
+	case fi.IsDir():
+		return fmt.Errorf("output %s is a directory; name a file", path)
+	case fi.Mode().IsRegular():
+		return writeFileAtomic(target, data, fi.Mode().Perm())
+	}
+	// A device, FIFO or socket: write to it in place. No O_CREATE (it exists)
+	// and no O_TRUNC (meaningless or harmful for a device).
+	f, err := os.OpenFile(target, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("output %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to a temporary file next to path, then renames
-// it to path.
+// it to path with mode perm. It replaces whatever is at path: callers that
+// write where a user pointed (--out) use writeOutputFile.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
