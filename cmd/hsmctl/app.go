@@ -27,6 +27,7 @@ type app struct {
 	getenv func(string) string
 
 	configFlag string // --config
+	configSet  bool   // --config was given, perhaps as ""
 	verbose    bool   // --verbose
 
 	configPath string // the file the client was opened from
@@ -41,6 +42,11 @@ var errNoConfig = errors.New("no configuration: pass --config FILE, set " + conf
 // then defaultConfigPath when it exists. explicit tells whether the user named
 // the file (then it must exist) or errNoConfig is returned.
 func (a *app) findConfig() (path string, explicit bool, err error) {
+	if a.configSet && a.configFlag == "" {
+		// An empty --config is a mistake (an unset shell variable, say), not
+		// a request to fall back to $HSMCTL_CONFIG or .dev.
+		return "", true, errors.New("--config is empty: name a configuration file, or leave --config out")
+	}
 	if a.configFlag != "" {
 		return a.configFlag, true, nil
 	}
@@ -101,3 +107,21 @@ func (a *app) closeClient() {
 		a.client = nil
 	}
 }
+
+// configValue is the --config flag: it records that the flag was given, so
+// that an empty value is an error rather than "not given".
+type configValue struct{ a *app }
+
+func (v configValue) String() string {
+	if v.a == nil {
+		return ""
+	}
+	return v.a.configFlag
+}
+
+func (v configValue) Set(s string) error {
+	v.a.configFlag, v.a.configSet = s, true
+	return nil
+}
+
+func (configValue) Type() string { return "string" }

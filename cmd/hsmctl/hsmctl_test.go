@@ -223,6 +223,12 @@ func TestConfigDiscovery(t *testing.T) {
 	assert.Equal(t, "no keys\n", mustRun(t, nil, "keys", "list"), "HSMCTL_CONFIG wins over .dev")
 	assert.Contains(t, mustRun(t, nil, "--config", ".dev/hsmclient.yaml", "keys", "list"), "in-dot-dev", "--config wins over HSMCTL_CONFIG")
 
+	// An explicitly empty --config is an error, not a fall back to
+	// HSMCTL_CONFIG or .dev.
+	requireOneLineError(t, hsmctl(t, nil, "--config", "", "keys", "list"), exitError, "--config is empty")
+	requireOneLineError(t, hsmctl(t, nil, "--config=", "keys", "list"), exitError, "--config is empty")
+	requireOneLineError(t, hsmctl(t, nil, "keys", "list", "--config", ""), exitError, "--config is empty")
+
 	t.Setenv(configEnv, filepath.Join(t.TempDir(), "missing.yaml"))
 	requireOneLineError(t, hsmctl(t, nil, "keys", "list"), exitError, "does not exist")
 }

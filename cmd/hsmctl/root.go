@@ -34,7 +34,7 @@ Configuration: --config FILE, else $HSMCTL_CONFIG, else .dev/hsmclient.yaml
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		RunE:              func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	root.PersistentFlags().StringVar(&a.configFlag, "config", "", "hsmclient YAML configuration `FILE` (default $HSMCTL_CONFIG, then "+defaultConfigPath+")")
+	root.PersistentFlags().Var(configValue{a}, "config", "hsmclient YAML configuration `FILE` (default $HSMCTL_CONFIG, then "+defaultConfigPath+")")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log hsmclient events to stderr")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see %q)", err, cmd.CommandPath()+" --help")
