@@ -100,6 +100,10 @@ func parseLoad(s string) (float64, error) {
 	return v, nil
 }
 
+// maxBenchConcurrency bounds --concurrency: far beyond what an HSM cluster
+// serves in parallel, far below what exhausts memory.
+const maxBenchConcurrency = 4096
+
 func (o *benchOptions) validate() (loadPercent float64, err error) {
 	known := false
 	for _, op := range benchOps {
@@ -114,8 +118,10 @@ func (o *benchOptions) validate() (loadPercent float64, err error) {
 		return 0, errors.New("--op random takes no --label")
 	case o.alg != "" && o.op != "sign" && o.op != "verify":
 		return 0, fmt.Errorf("--alg applies to sign and verify, not %s", o.op)
-	case o.concurrency < 1:
-		return 0, errors.New("--concurrency must be at least 1")
+	case o.concurrency < 1 || o.concurrency > maxBenchConcurrency:
+		// Each worker or in-flight operation holds a goroutine and buffers;
+		// millions of them exhaust memory long before any HSM saturates.
+		return 0, fmt.Errorf("--concurrency %d: want 1 to %d", o.concurrency, maxBenchConcurrency)
 	case o.sessions < 0:
 		return 0, errors.New("--sessions must not be negative")
 	case o.duration <= 0:

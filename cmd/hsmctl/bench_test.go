@@ -117,6 +117,8 @@ func TestBenchErrors(t *testing.T) {
 		{[]string{"--label", "b-p256", "--op", "encrypt"}, "first operation failed"},
 		{[]string{"--label", "b-p256", "--alg", "ed25519"}, "does not fit"},
 		{[]string{"--label", "missing"}, "not found"},
+		{[]string{"--label", "b-p256", "--concurrency", "0"}, "--concurrency 0: want 1 to 4096"},
+		{[]string{"--label", "b-p256", "--concurrency", "2000000"}, "--concurrency 2000000: want 1 to 4096"},
 	} {
 		r := d.run(t, nil, append([]string{"bench", "--duration", "100ms"}, tc.args...)...)
 		requireOneLineError(t, r, exitError, tc.contains)
