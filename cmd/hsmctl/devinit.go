@@ -60,7 +60,7 @@ It never destroys a token or its keys: an existing token is reused with its PINs
 		},
 	}
 	c.Flags().StringVar(&dir, "dir", filepath.Dir(defaultConfigPath), "`DIR`ectory for the token, PINs and configuration")
-	c.Flags().StringVar(&module, "module", "", "`PATH` of libsofthsm2.so to copy (default: searched in the usual places)")
+	c.Flags().StringVar(&module, "module", "", "`PATH` of libsofthsm2.so to copy, replacing DIR/lib's copy (default: searched in the usual places, copied once)")
 	c.Flags().BoolVar(&force, "force", false, "rewrite an existing DIR/hsmclient.yaml (the token and its keys are kept)")
 	return c
 }
@@ -77,6 +77,12 @@ func devInit(dir, module string, force bool) (string, error) {
 	if _, err := os.Stat(cfgPath); err == nil && !force {
 		return "", fmt.Errorf("%s already exists; pass --force to rewrite it (the token and its keys are kept)", cfgPath)
 	}
+	if module != "" {
+		// Before creating anything: a bad --module leaves no trace.
+		if err := checkModule(module); err != nil {
+			return "", fmt.Errorf("--module: %w", err)
+		}
+	}
 	for _, d := range []string{dir, filepath.Join(dir, "tokens"), filepath.Join(dir, "pins"), filepath.Join(dir, "lib")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", err
@@ -89,18 +95,29 @@ func devInit(dir, module string, force bool) (string, error) {
 		return "", err
 	}
 	libPath := filepath.Join(dir, "lib", "libsofthsm2.so")
-	if _, err := os.Stat(libPath); errors.Is(err, fs.ErrNotExist) {
+	_, err = os.Stat(libPath)
+	switch {
+	case module != "" || errors.Is(err, fs.ErrNotExist):
+		// An explicit --module always replaces the copy (so a bad copy can be
+		// repaired); otherwise the copy is made once.
 		src := module
 		if src == "" {
 			if src, err = findSoftHSM(); err != nil {
+				return "", err
+			}
+			if err := checkModule(src); err != nil {
 				return "", err
 			}
 		}
 		if err := copyFile(src, libPath); err != nil {
 			return "", fmt.Errorf("copying %s: %w", src, err)
 		}
-	} else if err != nil {
+	case err != nil:
 		return "", err
+	default:
+		if pkcs11.New(libPath) == nil {
+			return "", fmt.Errorf("%s is not a loadable PKCS#11 library; pass --module PATH (a libsofthsm2.so) to replace it", libPath)
+		}
 	}
 	soPINPath := filepath.Join(dir, "pins", "so.pin")
 	userPINPath := filepath.Join(dir, "pins", "user.pin")
@@ -244,6 +261,23 @@ func findSoftHSM() (string, error) {
 		}
 	}
 	return "", errors.New("libsofthsm2.so not found: run scripts/deps.sh (or apt-get install softhsm2), or pass --module PATH")
+}
+
+// checkModule reports whether path is a file that loads as a PKCS#11
+// library. The library is loaded (dlopen and C_GetFunctionList) but not
+// initialized, and never unloaded: see loadModule.
+func checkModule(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if pkcs11.New(path) == nil {
+		return fmt.Errorf("%s is not a loadable PKCS#11 library", path)
+	}
+	return nil
 }
 
 // copyFile copies src (following symlinks) to dst through a temporary file.
