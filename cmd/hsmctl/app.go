@@ -21,6 +21,7 @@ const configEnv = "HSMCTL_CONFIG"
 
 // app is the state shared by every subcommand of one hsmctl run.
 type app struct {
+	ctx    context.Context // the run's context, cancelled by SIGINT/SIGTERM
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -98,6 +99,14 @@ func (a *app) openClient(ctx context.Context) (*hsmclient.Client, error) {
 	}
 	a.client, a.configPath = c, path
 	return c, nil
+}
+
+// context returns the run's context.
+func (a *app) context() context.Context {
+	if a.ctx == nil {
+		return context.Background()
+	}
+	return a.ctx
 }
 
 // closeClient closes the client if one was opened.

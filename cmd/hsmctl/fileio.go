@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,16 +20,82 @@ const (
 	maxSignature = 64 * 1024
 )
 
-// openInput opens path for reading; "-" is stdin.
+// errInterrupted is returned by reads and writes abandoned because the
+// command's context was cancelled (SIGINT or SIGTERM).
+var errInterrupted = errors.New("interrupted")
+
+// openInput opens path for reading; "-" is stdin. Opening (a FIFO waits for
+// a writer) and every read give up with errInterrupted once a.ctx is done.
 func (a *app) openInput(path string) (io.ReadCloser, error) {
+	ctx := a.context()
 	if path == "-" {
-		return io.NopCloser(a.stdin), nil
+		return io.NopCloser(&ctxReader{ctx: ctx, r: a.stdin}), nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("input: %w", err)
+	type opened struct {
+		f   *os.File
+		err error
 	}
-	return f, nil
+	done := make(chan opened, 1)
+	go func() {
+		f, err := os.Open(path)
+		done <- opened{f, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			return nil, fmt.Errorf("input: %w", o.err)
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{&ctxReader{ctx: ctx, r: o.f}, o.f}, nil
+	case <-ctx.Done():
+		go func() { // close the file if the open ever completes
+			if o := <-done; o.f != nil {
+				o.f.Close()
+			}
+		}()
+		return nil, fmt.Errorf("opening %s: %w", path, errInterrupted)
+	}
+}
+
+// ctxReader reads r until ctx is done. Each Read of r runs in a goroutine
+// into a private buffer, so a Read blocked on a terminal, pipe or FIFO is
+// abandoned (not interrupted: the process is about to exit) and ctxReader
+// returns errInterrupted at once.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+	buf []byte
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, errInterrupted
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if cap(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := c.r.Read(buf)
+		done <- result{n, err}
+	}()
+	select {
+	case res := <-done:
+		return copy(p, buf[:res.n]), res.err
+	case <-c.ctx.Done():
+		c.buf = nil // the abandoned Read may still write into it
+		return 0, errInterrupted
+	}
 }
 
 // inputName describes path in messages.
@@ -70,7 +137,7 @@ func (a *app) writeOutput(path string, data []byte, perm os.FileMode) error {
 		_, err := io.Copy(a.stdout, bytes.NewReader(data))
 		return err
 	}
-	return writeOutputFile(path, data, perm)
+	return writeOutputFile(a.context(), path, data, perm)
 }
 
 // writeOutputFile writes data to the file at path the way a shell's
@@ -83,7 +150,10 @@ func (a *app) writeOutput(path string, data []byte, perm os.FileMode) error {
 //   - a regular file or a new path is written to a temporary file in the same
 //     directory and renamed into place, so a failure leaves the old content;
 //     an existing file keeps its permission bits, a new one gets perm.
-func writeOutputFile(path string, data []byte, perm os.FileMode) error {
+//
+// Writing to a device, FIFO or socket (opening a FIFO waits for a reader)
+// gives up with errInterrupted once ctx is done.
+func writeOutputFile(ctx context.Context, path string, data []byte, perm os.FileMode) error {
 	target := path
 	if li, err := os.Lstat(path); err == nil && li.Mode()&fs.ModeSymlink != 0 {
 		resolved, err := filepath.EvalSymlinks(path)
@@ -108,6 +178,19 @@ func writeOutputFile(path string, data []byte, perm os.FileMode) error {
 	}
 	// A device, FIFO or socket: write to it in place. No O_CREATE (it exists)
 	// and no O_TRUNC (meaningless or harmful for a device).
+	done := make(chan error, 1)
+	go func() { done <- writeInPlace(path, target, data) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("writing %s: %w", path, errInterrupted)
+	}
+}
+
+// writeInPlace writes data to the existing non-regular file target (named
+// path in messages).
+func writeInPlace(path, target string, data []byte) error {
 	f, err := os.OpenFile(target, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("output %s: %w", path, err)

@@ -28,16 +28,30 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
+// signalContext returns a context cancelled by the first SIGINT or SIGTERM.
+// That first signal also restores the default handling, so a second one ends
+// the process even where the command cannot see the cancellation (inside a
+// PKCS#11 call, say). Reads of stdin, files and FIFOs, and writes to FIFOs
+// and devices, watch the context (see openInput and writeOutputFile).
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
+}
+
 // run executes one hsmctl command line and returns its exit code. Tests call
 // it in-process with captured streams.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	a := &app{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
 	root := newRootCmd(a)
 	root.SetArgs(args)
 	root.SetIn(stdin)
