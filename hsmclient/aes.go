@@ -22,11 +22,14 @@ const (
 // after the call, since CloudHSM writes its own IV into the parameters.
 // additionalData is authenticated but not encrypted; it may be nil.
 func (c *Client) Encrypt(ctx context.Context, label string, plaintext, additionalData []byte) ([]byte, error) {
+	if err := checkLabel(label); err != nil {
+		return nil, &OpError{Op: "encrypt", Err: err}
+	}
 	if len(plaintext) == 0 || len(plaintext) > MaxGCMPlaintext {
 		return nil, &OpError{Op: "encrypt", Err: fmt.Errorf("%w: plaintext must be 1 to %d bytes, got %d", ErrInvalidInput, MaxGCMPlaintext, len(plaintext))}
 	}
 	return run(ctx, c, operation[[]byte]{name: "encrypt", failover: true, run: func(cl *cluster, s *session) ([]byte, error) {
-		return withKey(cl, s, label, pkcs11.CKO_SECRET_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
+		return withKey(cl, s, label, "", pkcs11.CKO_SECRET_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
 			iv, err := s.ctx.GenerateRandom(s.h, GCMNonceSize)
 			if err != nil {
 				return nil, fmt.Errorf("generate nonce: %w", err)
@@ -53,12 +56,15 @@ func (c *Client) Encrypt(ctx context.Context, label string, plaintext, additiona
 // tampered data, wrong additional data) is reported as ErrAuthenticationFailed
 // and nothing else, so callers cannot tell which part was wrong.
 func (c *Client) Decrypt(ctx context.Context, label string, sealed, additionalData []byte) ([]byte, error) {
+	if err := checkLabel(label); err != nil {
+		return nil, &OpError{Op: "decrypt", Err: err}
+	}
 	if len(sealed) < GCMNonceSize+GCMTagSize+1 || len(sealed) > GCMNonceSize+MaxGCMPlaintext+GCMTagSize {
 		return nil, &OpError{Op: "decrypt", Err: fmt.Errorf("%w: sealed data must be %d to %d bytes, got %d", ErrInvalidInput, GCMNonceSize+GCMTagSize+1, GCMNonceSize+MaxGCMPlaintext+GCMTagSize, len(sealed))}
 	}
 	nonce, ct := sealed[:GCMNonceSize], sealed[GCMNonceSize:]
 	return run(ctx, c, operation[[]byte]{name: "decrypt", failover: true, run: func(cl *cluster, s *session) ([]byte, error) {
-		return withKey(cl, s, label, pkcs11.CKO_SECRET_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
+		return withKey(cl, s, label, "", pkcs11.CKO_SECRET_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
 			params := pkcs11.NewGCMParams(nonce, additionalData, GCMTagSize*8)
 			defer params.Free()
 			if err := s.ctx.DecryptInit(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {

@@ -2,6 +2,7 @@ package hsmclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -20,6 +21,8 @@ type Client struct {
 
 	pubMu sync.RWMutex
 	pubs  map[string]KeyInfo // public halves read once, by label
+
+	genMu sync.Mutex // serializes key generation, so two callers cannot both take a label
 }
 
 // Open connects to every configured cluster. It fails on configuration
@@ -108,6 +111,9 @@ func run[T any](ctx context.Context, c *Client, op operation[T]) (T, error) {
 	if c.closed.Load() {
 		return zero, &OpError{Op: op.name, Err: ErrClosed}
 	}
+	if err := ctx.Err(); err != nil {
+		return zero, &OpError{Op: op.name, Err: callerGaveUp(err)}
+	}
 	targets, err := c.targets(op.cluster, op.failover)
 	if err != nil {
 		return zero, &OpError{Cluster: op.cluster, Op: op.name, Err: err}
@@ -187,7 +193,12 @@ func attempt[T any](ctx context.Context, c *Client, cl *cluster, op operation[T]
 		timeout = time.Duration(c.settings.KeyGenerationTimeout)
 	}
 	if deadline, ok := ctx.Deadline(); ok && canFailOver {
-		timeout = min(timeout, time.Until(deadline)/2)
+		// Split the caller's time only when both halves are worth having: a
+		// half shorter than a tenth of the operation timeout would time out a
+		// healthy HSM and count against it.
+		if half := time.Until(deadline) / 2; half >= timeout/10 {
+			timeout = min(timeout, half)
+		}
 	}
 	backoff := time.Duration(c.settings.Failover.BusyBackoff)
 	for try := 0; ; try++ {
@@ -232,6 +243,14 @@ func (c *Client) observe(cluster, op string, err error, class errorClass, latenc
 		result = ResultError
 	}
 	o.OperationDone(cluster, op, result, latency)
+}
+
+// callerGaveUp wraps the caller's context error; a passed deadline is also ErrTimeout.
+func callerGaveUp(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return err
 }
 
 // sleep waits for d or until ctx ends, reporting whether the full wait passed.

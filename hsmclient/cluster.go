@@ -2,6 +2,7 @@ package hsmclient
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ type session struct {
 
 type handleKey struct {
 	label string
+	id    string // hex CKA_ID, empty to match any
 	class uint
 }
 
@@ -277,7 +279,7 @@ func call[T any](ctx context.Context, c *cluster, timeout time.Duration, fn func
 		case !acquired.Load():
 			return zero, acquireError(ctx, opCtx, timeout, opCtx.Err())
 		case ctx.Err() != nil:
-			return zero, ctx.Err()
+			return zero, callerGaveUp(ctx.Err())
 		}
 		return zero, fmt.Errorf("%w: no answer within %s", ErrTimeout, timeout)
 	}
@@ -311,22 +313,37 @@ func acquireError(ctx, opCtx context.Context, timeout time.Duration, err error) 
 	return mapTokenError(err)
 }
 
-// findKey returns the handle of the object with this label and class, from
-// the cache when it was found under the current module generation.
-func (c *cluster) findKey(s *session, label string, class uint) (pkcs11.ObjectHandle, error) {
-	key := handleKey{label, class}
+// findKey returns the handle of the key with this label (and CKA_ID, when
+// id is not empty) and class, from the cache when it was found under the
+// current module generation. Two keys that match are an error, never a guess.
+func (c *cluster) findKey(s *session, label, id string, class uint) (pkcs11.ObjectHandle, error) {
+	key := handleKey{label, id, class}
 	if v, ok := c.handles.Load(key); ok && v.(cachedHandle).gen == s.gen {
 		return v.(cachedHandle).h, nil
 	}
-	handles, err := findObjects(s, []*pkcs11.Attribute{
+	template := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-	}, 1)
+	}
+	if id != "" {
+		raw, err := hex.DecodeString(id)
+		if err != nil {
+			return 0, fmt.Errorf("%w: key ID %q is not hex", ErrInvalidInput, id)
+		}
+		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_ID, raw))
+	}
+	handles, err := findObjects(s, template, 2)
 	if err != nil {
 		return 0, err
 	}
-	if len(handles) == 0 {
+	switch len(handles) {
+	case 0:
+		if id != "" {
+			return 0, fmt.Errorf("%w: no %s labelled %q with ID %s (was the key replaced?)", ErrKeyNotFound, className(class), label, id)
+		}
 		return 0, missingKeyError(s, label, class)
+	case 2:
+		return 0, fmt.Errorf("%w: more than one %s is labelled %q; delete the duplicates", ErrKeyExists, className(class), label)
 	}
 	c.handles.Store(key, cachedHandle{handles[0], s.gen})
 	return handles[0], nil
@@ -342,17 +359,20 @@ func missingKeyError(s *session, label string, class uint) error {
 	return fmt.Errorf("%w: no %s labelled %q", ErrKeyNotFound, className(class), label)
 }
 
-// forgetKey drops a cached handle, e.g. after the key was deleted.
+// forgetKey drops the cached handles of a label, e.g. after the key was deleted.
 func (c *cluster) forgetKey(label string) {
-	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY, pkcs11.CKO_SECRET_KEY} {
-		c.handles.Delete(handleKey{label, class})
-	}
+	c.handles.Range(func(k, _ any) bool {
+		if k.(handleKey).label == label {
+			c.handles.Delete(k)
+		}
+		return true
+	})
 }
 
 // withKey runs fn with the key's handle, finding it again once when the token
 // says the cached handle went stale (after a re-login or re-initialization).
-func withKey[T any](c *cluster, s *session, label string, class uint, fn func(pkcs11.ObjectHandle) (T, error)) (T, error) {
-	h, err := c.findKey(s, label, class)
+func withKey[T any](c *cluster, s *session, label, id string, class uint, fn func(pkcs11.ObjectHandle) (T, error)) (T, error) {
+	h, err := c.findKey(s, label, id, class)
 	if err != nil {
 		var zero T
 		return zero, err
@@ -361,8 +381,8 @@ func withKey[T any](c *cluster, s *session, label string, class uint, fn func(pk
 	if !isHandleInvalid(err) {
 		return v, err
 	}
-	c.handles.Delete(handleKey{label, class})
-	if h, err = c.findKey(s, label, class); err != nil {
+	c.handles.Delete(handleKey{label, id, class})
+	if h, err = c.findKey(s, label, id, class); err != nil {
 		return v, err
 	}
 	return fn(h)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -107,7 +108,7 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 
 // LoadConfig reads a YAML configuration file. Unknown keys are errors that name the key.
 func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readSmallFile(path, maxConfigSize)
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
@@ -157,6 +158,8 @@ func (c *Config) Validate() error {
 			return bad("%s: set exactly one of token_label and slot", field)
 		case (cl.PINEnv == "") == (cl.PINFile == ""):
 			return bad("%s: set exactly one of pin_env and pin_file", field)
+		case cl.PINEnv != "" && !envName.MatchString(cl.PINEnv):
+			return bad("%s.pin_env must name an environment variable (letters, digits, _), not hold the PIN", field)
 		}
 		seen[cl.Name] = true
 	}
@@ -225,6 +228,41 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Size limits for the files the client reads.
+const (
+	maxConfigSize  = 1 << 20
+	maxPINFileSize = 4 << 10
+)
+
+// readSmallFile reads a regular file of at most limit bytes. Devices, FIFOs
+// and oversized files are refused instead of read (or waited on) forever.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	info, err := os.Stat(path) // before opening: opening a FIFO blocks until a writer comes
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
+}
+
+// envName is what an environment variable name looks like; pin_env values
+// that do not are refused without being echoed (they may be a PIN written inline).
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // readPIN fetches the cluster's PIN from its environment variable or file.
 // Errors name the variable or file, never the PIN.
 func (cl ClusterConfig) readPIN() (string, error) {
@@ -235,7 +273,7 @@ func (cl ClusterConfig) readPIN() (string, error) {
 		}
 		return pin, nil
 	}
-	data, err := os.ReadFile(cl.PINFile)
+	data, err := readSmallFile(cl.PINFile, maxPINFileSize)
 	if err != nil {
 		return "", fmt.Errorf("%w: cluster %q: pin_file: %v", ErrInvalidConfig, cl.Name, err)
 	}

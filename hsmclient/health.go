@@ -34,10 +34,13 @@ func (r HealthReport) Ready() bool { return r.Status != "unavailable" }
 // session, which also measures latency) and reports all of them. Down
 // clusters report their background prober's last result.
 func (c *Client) Health(ctx context.Context) HealthReport {
+	if c.closed.Load() {
+		return HealthReport{Status: "unavailable", Clusters: []ClusterHealth{}}
+	}
 	report := HealthReport{Status: "ok"}
 	usable := 0
 	for _, cl := range c.clusters {
-		if cl.usable() && !c.closed.Load() {
+		if cl.usable() {
 			start := time.Now()
 			_, err := call(ctx, cl, time.Duration(c.settings.OperationTimeout), func(s *session) (pkcs11.SessionInfo, error) {
 				return s.ctx.GetSessionInfo(s.h)

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"errors"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/big"
 	"sort"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/miekg/pkcs11"
@@ -109,16 +112,42 @@ func spec(t KeyType) *keySpec {
 	return nil
 }
 
+// checkLabel accepts 1 to 127 bytes of printable UTF-8 that are not all
+// white space: labels end up in terminals, logs and metrics.
 func checkLabel(label string) error {
-	if label == "" || len(label) > maxLabelLength || !utf8.ValidString(label) {
-		return fmt.Errorf("%w: a key label must be 1 to %d bytes of UTF-8", ErrInvalidInput, maxLabelLength)
+	if label == "" || len(label) > maxLabelLength || !utf8.ValidString(label) || strings.TrimSpace(label) == "" ||
+		strings.IndexFunc(label, unicode.IsControl) >= 0 {
+		return fmt.Errorf("%w: a key label must be 1 to %d bytes of printable UTF-8, not only spaces", ErrInvalidInput, maxLabelLength)
 	}
 	return nil
 }
 
+// keyClasses are the object classes that make up keys; other objects
+// (certificates, data) that share a label are never touched.
+var keyClasses = []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY, pkcs11.CKO_SECRET_KEY}
+
+// findKeyObjects returns every key object (of any key class) carrying label,
+// and with id too when id is not nil.
+func findKeyObjects(s *session, label string, id []byte) ([]pkcs11.ObjectHandle, error) {
+	var all []pkcs11.ObjectHandle
+	for _, class := range keyClasses {
+		template := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}
+		if id != nil {
+			template = append(template, pkcs11.NewAttribute(pkcs11.CKA_ID, id))
+		}
+		handles, err := findObjects(s, template, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, handles...)
+	}
+	return all, nil
+}
+
 // GenerateKey creates a key inside the primary cluster's HSM. Private and
 // secret keys are token objects, private, sensitive and never extractable.
-// A label already in use is refused with ErrKeyExists. Key creation never
+// A label already in use is refused with ErrKeyExists, also when another
+// process generates the same label at the same moment. Key creation never
 // fails over: the DR cluster receives new keys with the next backup.
 func (c *Client) GenerateKey(ctx context.Context, label string, t KeyType) (KeyInfo, error) {
 	ks := spec(t)
@@ -133,6 +162,8 @@ func (c *Client) GenerateKey(ctx context.Context, label string, t KeyType) (KeyI
 	if _, err := rand.Read(id); err != nil {
 		return KeyInfo{}, &OpError{Op: "generate-key", Err: err}
 	}
+	c.genMu.Lock() // one generation at a time in this process; see claimLabel for other processes
+	defer c.genMu.Unlock()
 	info, err := run(ctx, c, operation[KeyInfo]{name: "generate-key", slow: true, run: func(cl *cluster, s *session) (KeyInfo, error) {
 		existing, err := findObjects(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}, 1)
 		if err != nil {
@@ -145,13 +176,42 @@ func (c *Client) GenerateKey(ctx context.Context, label string, t KeyType) (KeyI
 		if err := ks.generate(s, label, id); err != nil {
 			return KeyInfo{}, err
 		}
+		if err := claimLabel(s, label, id); err != nil {
+			return KeyInfo{}, err
+		}
 		return readKeyInfo(s, label, ks)
 	}})
+	if errors.Is(err, ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return KeyInfo{}, fmt.Errorf("%w (the HSM may still create key %q: check ListKeys before trying again)", err, label)
+	}
 	if err != nil {
 		return KeyInfo{}, err
 	}
 	c.settings.Logger.Info("key generated", "label", label, "type", string(t), "id", info.ID)
 	return info, nil
+}
+
+// claimLabel checks, after generation, that no other key took the same label
+// meanwhile (another process between our check and our generation). If one
+// did, it destroys the key just made, by its CKA_ID, and reports ErrKeyExists.
+func claimLabel(s *session, label string, id []byte) error {
+	all, err := findKeyObjects(s, label, nil)
+	if err != nil {
+		return err
+	}
+	ours, err := findKeyObjects(s, label, id)
+	if err != nil {
+		return err
+	}
+	if len(all) == len(ours) {
+		return nil
+	}
+	for _, h := range ours {
+		if err := s.ctx.DestroyObject(s.h, h); err != nil {
+			return fmt.Errorf("remove duplicate key %q: %w", label, err)
+		}
+	}
+	return fmt.Errorf("%w: %q was created by someone else at the same time", ErrKeyExists, label)
 }
 
 func (ks *keySpec) generate(s *session, label string, id []byte) error {
@@ -423,14 +483,15 @@ func (c *Client) listKeys(ctx context.Context, clusterName string) ([]KeyInfo, e
 	}})
 }
 
-// DeleteKey destroys every object with this label (both halves of a key pair)
-// on the primary cluster. It never fails over.
+// DeleteKey destroys every key object with this label (both halves of a key
+// pair; certificates and data objects are left alone) on the primary cluster.
+// It never fails over.
 func (c *Client) DeleteKey(ctx context.Context, label string) error {
 	if err := checkLabel(label); err != nil {
 		return &OpError{Op: "delete-key", Err: err}
 	}
 	_, err := run(ctx, c, operation[int]{name: "delete-key", run: func(cl *cluster, s *session) (int, error) {
-		handles, err := findObjects(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}, 0)
+		handles, err := findKeyObjects(s, label, nil)
 		if err != nil {
 			return 0, err
 		}
@@ -445,13 +506,18 @@ func (c *Client) DeleteKey(ctx context.Context, label string) error {
 		}
 		return len(handles), nil
 	}})
-	c.pubMu.Lock()
-	delete(c.pubs, label)
-	c.pubMu.Unlock()
+	c.forgetPublic(label)
 	if err == nil {
 		c.settings.Logger.Info("key deleted", "label", label)
 	}
 	return err
+}
+
+// forgetPublic drops a cached key description, so the next KeyInfo reads the token again.
+func (c *Client) forgetPublic(label string) {
+	c.pubMu.Lock()
+	delete(c.pubs, label)
+	c.pubMu.Unlock()
 }
 
 // Random returns n random bytes from the HSM's generator (1 to 65536).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -26,6 +27,9 @@ var rsaHashes = map[crypto.Hash]rsaHash{
 }
 
 func lookupRSAHash(h crypto.Hash) (rsaHash, error) {
+	if h != 0 && !h.Available() {
+		return rsaHash{}, fmt.Errorf("%w: RSA with hash %v", ErrUnsupportedMechanism, h)
+	}
 	rh, ok := rsaHashes[h]
 	if !ok {
 		return rsaHash{}, fmt.Errorf("%w: RSA with hash %v (want SHA-256, SHA-384 or SHA-512)", ErrUnsupportedMechanism, h)
@@ -119,6 +123,9 @@ func (d *Decrypter) Decrypt(_ io.Reader, ciphertext []byte, opts crypto.Decrypte
 
 // DecryptContext is Decrypt with a context.
 func (d *Decrypter) DecryptContext(ctx context.Context, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	if d == nil || d.client == nil || d.key.Public == nil {
+		return nil, &OpError{Op: "decrypt", Err: fmt.Errorf("%w: a Decrypter must come from Client.Decrypter", ErrInvalidInput)}
+	}
 	oaep := &rsa.OAEPOptions{Hash: crypto.SHA256}
 	switch o := opts.(type) {
 	case nil:
@@ -143,13 +150,20 @@ func (d *Decrypter) DecryptContext(ctx context.Context, ciphertext []byte, opts 
 	}
 	params := pkcs11.NewOAEPParams(rh.mechanism, rh.mgf, pkcs11.CKZ_DATA_SPECIFIED, oaep.Label)
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, params)}
-	return run(ctx, d.client, operation[[]byte]{name: "decrypt", failover: true, run: func(cl *cluster, s *session) ([]byte, error) {
-		return withKey(cl, s, d.key.Label, pkcs11.CKO_PRIVATE_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
+	pt, err := run(ctx, d.client, operation[[]byte]{name: "decrypt", failover: true, run: func(cl *cluster, s *session) ([]byte, error) {
+		return withKey(cl, s, d.key.Label, d.key.ID, pkcs11.CKO_PRIVATE_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
 			if err := s.ctx.DecryptInit(s.h, mech, h); err != nil {
 				return nil, fmt.Errorf("decrypt init: %w", err)
 			}
 			pt, err := s.ctx.Decrypt(s.h, ciphertext)
+			if isAuthFailure(err) {
+				return nil, fmt.Errorf("%w: RSA-OAEP ciphertext rejected (%w)", ErrInvalidInput, err)
+			}
 			return pt, wrapf(err, "decrypt")
 		})
 	}})
+	if errors.Is(err, ErrKeyNotFound) {
+		d.client.forgetPublic(d.key.Label)
+	}
+	return pt, err
 }

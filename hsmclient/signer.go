@@ -3,6 +3,7 @@ package hsmclient
 import (
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"io"
 
@@ -52,8 +53,14 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 
 // SignContext is Sign with a context that bounds waiting and failover.
 func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if s == nil || s.client == nil || s.key.Public == nil {
+		return nil, &OpError{Op: "sign", Err: fmt.Errorf("%w: a Signer must come from Client.Signer", ErrInvalidInput)}
+	}
 	if opts == nil {
 		opts = crypto.Hash(0)
+	}
+	if h := opts.HashFunc(); h != 0 && !h.Available() {
+		return nil, &OpError{Op: "sign", Err: fmt.Errorf("%w: hash %v", ErrUnsupportedMechanism, h)}
 	}
 	var req signRequest
 	var err error
@@ -70,7 +77,7 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 	}
 	mech := []*pkcs11.Mechanism{req.mechanism}
 	raw, err := run(ctx, s.client, operation[[]byte]{name: "sign", failover: true, run: func(cl *cluster, sess *session) ([]byte, error) {
-		return withKey(cl, sess, s.key.Label, pkcs11.CKO_PRIVATE_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
+		return withKey(cl, sess, s.key.Label, s.key.ID, pkcs11.CKO_PRIVATE_KEY, func(h pkcs11.ObjectHandle) ([]byte, error) {
 			if err := sess.ctx.SignInit(sess.h, mech, h); err != nil {
 				return nil, fmt.Errorf("sign init: %w", err)
 			}
@@ -78,6 +85,9 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 			return sig, wrapf(err, "sign")
 		})
 	}})
+	if errors.Is(err, ErrKeyNotFound) {
+		s.client.forgetPublic(s.key.Label) // replaced or deleted: a new Signer must read it again
+	}
 	if err != nil {
 		return nil, err
 	}
