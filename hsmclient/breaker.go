@@ -108,9 +108,8 @@ func (c *cluster) probeLoop() {
 			return
 		case <-time.After(wait):
 		}
-		latency, err := c.probe()
+		err := c.probe(context.Background())
 		c.stateMu.Lock()
-		c.probeLatency = latency
 		if err != nil {
 			c.log.Debug("recovery probe failed", "error", err, "next_in", backoff)
 			c.lastErr = err
@@ -143,21 +142,20 @@ func (c *cluster) probeLoop() {
 // It waits for calls still running in the module to return first (a frozen
 // server resumes them), unless they have outlived every deadline: a library
 // can leave a call stuck forever after its connection died (p11-kit 0.24
-// does), and only re-initializing wakes it.
-func (c *cluster) probe() (time.Duration, error) {
+// does), and only re-initializing wakes it. The call's latency is recorded
+// for health reports.
+func (c *cluster) probe(ctx context.Context) error {
 	c.stateMu.Lock()
 	lastErr, downSince := c.lastErr, c.downSince
 	c.stateMu.Unlock()
 	if classify(lastErr) == classAuth {
-		return 0, lastErr
+		return lastErr
 	}
 	if needsReinit(lastErr) && (c.inflight.Load() == 0 || c.stuckSince(downSince)) {
 		if err := c.reconnect(); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(c.settings.OperationTimeout))
-	defer cancel()
 	start := time.Now()
 	_, err := call(ctx, c, time.Duration(c.settings.OperationTimeout), func(s *session) (struct{}, error) {
 		info, err := s.ctx.GetSessionInfo(s.h)
@@ -167,7 +165,10 @@ func (c *cluster) probe() (time.Duration, error) {
 		}
 		return struct{}{}, err
 	})
-	return time.Since(start), err
+	c.stateMu.Lock()
+	c.probeLatency = time.Since(start)
+	c.stateMu.Unlock()
+	return err
 }
 
 // stuckSince reports whether calls still running since the cluster went down

@@ -71,7 +71,7 @@ func decodePoint(t KeyType, point []byte) (crypto.PublicKey, error) {
 // ecdsaRequest prepares CKM_ECDSA over a digest; the token returns raw r||s,
 // which is converted to the ASN.1 DER that crypto.Signer promises.
 func ecdsaRequest(key KeyInfo, digest []byte, opts crypto.SignerOpts) (signRequest, error) {
-	if h := opts.HashFunc(); h != 0 && h.Available() && len(digest) != h.Size() {
+	if h := opts.HashFunc(); h != 0 && len(digest) != h.Size() { // SignContext has checked that h is available
 		return signRequest{}, fmt.Errorf("%w: digest is %d bytes, %s needs %d", ErrInvalidInput, len(digest), h, h.Size())
 	}
 	if len(digest) == 0 || len(digest) > 64 {

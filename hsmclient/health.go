@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"time"
-
-	"github.com/miekg/pkcs11"
 )
 
 // ClusterHealth is one cluster's entry in a HealthReport.
@@ -41,14 +38,7 @@ func (c *Client) Health(ctx context.Context) HealthReport {
 	usable := 0
 	for _, cl := range c.clusters {
 		if cl.usable() {
-			start := time.Now()
-			_, err := call(ctx, cl, time.Duration(c.settings.OperationTimeout), func(s *session) (pkcs11.SessionInfo, error) {
-				return s.ctx.GetSessionInfo(s.h)
-			})
-			cl.stateMu.Lock()
-			cl.probeLatency = time.Since(start)
-			cl.stateMu.Unlock()
-			if err != nil && ctx.Err() == nil {
+			if err := cl.probe(ctx); err != nil && ctx.Err() == nil {
 				cl.recordFailure(err)
 			}
 		}
